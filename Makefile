@@ -1,0 +1,49 @@
+# raytrade — the Makefile is the interface. `make demo` and `make test` set everything up
+# themselves on a fresh machine (Python 3.10+ with venv; no GPU, no network beyond PyPI).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+STORE  ?= store
+export OMP_NUM_THREADS ?= 1
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: install demo test unit integration lint bench sample clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv; CPU torch 2.13.0 first (no CUDA wheels), then raytrade[dev]
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: install  ## run the pipeline on the embedded sample (offline)
+	$(BIN)/raytrade demo --store $(STORE)
+
+test: install lint  ## lint + import contracts + all tests (unit, then Ray integration)
+	$(BIN)/python -m pytest tests
+
+unit: install  ## fast offline unit tests only (no Ray)
+	$(BIN)/python -m pytest tests/unit -q
+
+integration: install  ## Ray integration tests (one shared local Ray)
+	$(BIN)/python -m pytest tests/integration -q
+
+lint: install  ## ruff + import-linter contracts (envs is a leaf, serve stays thin, vendors at the edges)
+	$(BIN)/ruff check app envs serve tests benchmarks scripts
+	$(BIN)/lint-imports
+
+bench: install  ## benchmarks against the peers named in the issues (prints ratios)
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/run_all.py
+
+sample:  ## rebuild data/sample/ from ../shared/data (maintainers only)
+	$(BIN)/python scripts/build_sample.py --shared ../shared/data --out data/sample
+
+clean:  ## remove the local store and caches (keeps .venv)
+	rm -rf $(STORE) .pytest_cache .ruff_cache

@@ -1,0 +1,52 @@
+"""The ``raytrade`` command. Heavy imports (pandas, ray, torch) live inside the commands, so
+``raytrade --help`` answers at once."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from app.cli_data import data_app
+
+app = typer.Typer(
+    name="raytrade",
+    help="Train, evaluate and deploy reinforcement-learning trading agents on Ray.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data")
+
+STORE_OPTION = typer.Option(Path("store"), "--store", envvar="RAYTRADE_STORE",
+                            help="Parquet store directory.")
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every repair and step.")) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def demo(store: Path = STORE_OPTION,
+         sample: Path = typer.Option(Path("data/sample"), help="Directory with the embedded sample.")) -> None:
+    """Run the pipeline on the embedded sample: import (validate + repair), load, split, summarize."""
+    from app.demo import run_demo
+
+    run_demo(store_dir=store, sample_dir=sample)
+
+
+def main() -> None:
+    from app.errors import RaytradeError
+
+    try:
+        app()
+    except RaytradeError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""``raytrade data ...``: import, pull, validate and inspect market data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+data_app = typer.Typer(help="Market data: import files, pull from vendors, validate, inspect the store.",
+                       no_args_is_help=True)
+
+STORE = typer.Option(Path("store"), "--store", envvar="RAYTRADE_STORE", help="Parquet store directory.")
+MARKET = typer.Option("stock", "--market", help="stock | index | spot | swap")
+TIMEFRAME = typer.Option("1d", "--timeframe", help="1h, 4h, 1d, ... (events for funding)")
+KIND = typer.Option("bars", "--kind", help="bars | mark | funding")
+
+
+@data_app.command("import")
+def import_(path: Path = typer.Argument(..., help="A Parquet/CSV file, or a directory with a manifest.json."),
+            store: Path = STORE,
+            source: str = typer.Option("file", help="Source name recorded in the store."),
+            market: str = MARKET, timeframe: str = TIMEFRAME, kind: str = KIND,
+            symbol: str = typer.Option(None, help="Symbol for files without a symbol column."),
+            listing_hours: int = typer.Option(0, help="Drop each symbol's first N hours after listing."),
+            redenomination: str = typer.Option("off", help="off | cut | adjust")) -> None:
+    """Import a file (validated, repaired explicitly, logged) or a manifest directory into the store."""
+    from app.cli_render import print_ingest
+    from app.data.ingest import ingest_frame
+    from app.data.repair import RepairPolicy
+    from app.data.sample import import_directory
+    from app.data.schema import DatasetKey
+    from app.data.sources.file_source import FileSource
+    from app.data.store import ParquetStore
+
+    st = ParquetStore(store)
+    if path.is_dir():
+        import_directory(st, path, on_file=lambda spec, result: print_ingest(result))
+        return
+    key = DatasetKey(source, market, timeframe, kind)
+    frame = FileSource().read(path, kind=key.kind, symbol=symbol)
+    policy = RepairPolicy(listing_hours_to_drop=listing_hours, redenomination=redenomination)  # type: ignore[arg-type]
+    print_ingest(ingest_frame(st, key, frame, name=str(path), policy=policy))
+
+
+@data_app.command("validate")
+def validate_(path: Path = typer.Argument(..., help="A Parquet or CSV file."), kind: str = KIND,
+              timeframe: str = TIMEFRAME,
+              max_lines: int = typer.Option(20, help="Faults to list (all are counted).")) -> None:
+    """Report every fault of a file without storing anything; exit code 1 when errors were found."""
+    from app.data.schema import Kind
+    from app.data.sources.file_source import FileSource
+    from app.data.validate import validate
+
+    frame = FileSource().read(path, kind=Kind(kind))
+    report = validate(frame, Kind(kind), file=str(path), timeframe=timeframe)
+    typer.echo(report.summary(max_lines))
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@data_app.command("pull")
+def pull_(source: str = typer.Option(..., help="yfinance | ccxt:<exchange id>, e.g. ccxt:binanceusdm"),
+          symbols: str = typer.Option(..., help="Comma-separated symbols (AAPL,MSFT or BTC/USDT:USDT)."),
+          start: str = typer.Option(..., help="UTC start date, inclusive."),
+          end: str = typer.Option(None, help="UTC end date, exclusive (default: now)."),
+          store: Path = STORE, market: str = MARKET, timeframe: str = TIMEFRAME, kind: str = KIND,
+          max_in_flight: int = typer.Option(8, help="Symbols fetched concurrently.")) -> None:
+    """Pull many symbols concurrently (Ray tasks) into the store, with a per-symbol report."""
+    import functools
+
+    import pandas as pd
+
+    from app.cli_render import pull_progress
+    from app.data.ingest import PullRequest, pull, summarize
+    from app.data.schema import DatasetKey
+    from app.data.sources import make_source
+    from app.data.store import ParquetStore
+
+    names = tuple(s.strip() for s in symbols.split(",") if s.strip())
+    source_name = source.split(":")[-1]  # "yfinance" or the ccxt exchange id
+    request = PullRequest(DatasetKey(source_name, market, timeframe, kind), names,
+                          pd.Timestamp(start, tz="UTC"), pd.Timestamp(end or pd.Timestamp.now("UTC").floor("D"), tz="UTC"))
+    factory = functools.partial(make_source, source)
+    with pull_progress(len(names)) as advance:
+        outcomes = pull(ParquetStore(store), factory, request, max_in_flight=max_in_flight, on_done=advance)
+    typer.echo(summarize(outcomes))
+    raise typer.Exit(0 if all(o.ok for o in outcomes) else 1)
+
+
+@data_app.command("info")
+def info(store: Path = STORE, symbols: bool = typer.Option(False, help="One row per symbol.")) -> None:
+    """What the store holds: datasets, symbols, date ranges, row counts."""
+    from app.cli_render import print_catalog
+    from app.data.store import ParquetStore
+
+    print_catalog(ParquetStore(store).catalog_frame(), per_symbol=symbols)
