@@ -24,7 +24,7 @@ PERPS = ["BTC/USDT:USDT", "ETH/USDT:USDT", "XRP/USDT:USDT", "ADA/USDT:USDT", "LT
 PERPS_START, PERPS_END = "2024-04-01", "2026-01-01"
 # majors, plus the data faults a loader must handle: LUNA (later collapsed), BTT (old token),
 # COCOS (x1000 redenomination), BTCST (1/10 token split), ALICE and TKO (listing-hour spikes).
-SPOT = ["BTC/USDT", "ETH/USDT", "BNB/USDT", "XRP/USDT", "ADA/USDT", "DOGE/USDT", "LUNA/USDT",
+SPOT = ["BTC/USDT", "ETH/USDT", "XRP/USDT", "ADA/USDT", "DOGE/USDT", "LUNA/USDT",
         "BTT/USDT", "COCOS/USDT", "BTCST/USDT", "ALICE/USDT", "TKO/USDT"]
 INDEX = ["^GSPC", "SPY"]
 

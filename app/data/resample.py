@@ -63,9 +63,8 @@ def resample_daily(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     canonical ones (timestamp = last trading day of the period in the data) plus ``n_bars`` and
     ``period_start``; rows sorted by symbol, then time.
     """
-    asof = partial_bars_asof(bars, timeframe)
-    last_of_period = ~asof.duplicated(["symbol", "period_start"], keep="last")
-    return asof.loc[last_of_period].reset_index(drop=True)
+    frame = _prepare_daily(bars, where=f"resample_daily({timeframe!r})", timeframe=timeframe)
+    return _last_of_period(_asof(frame))
 
 
 def partial_bars_asof(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
@@ -77,19 +76,7 @@ def partial_bars_asof(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     far in the period. On the last day of a period the row equals the complete bar.
     """
     frame = _prepare_daily(bars, where=f"partial_bars_asof({timeframe!r})", timeframe=timeframe)
-    by = frame.groupby(_KEYS, sort=False)
-    out = pd.DataFrame({
-        "timestamp": frame["timestamp"],
-        "open": by["open"].transform("first"),
-        "high": by["high"].cummax(),
-        "low": by["low"].cummin(),
-        "close": frame["close"],
-        "volume": by["volume"].cumsum(),
-        "symbol": frame["symbol"],
-        "n_bars": by.cumcount().to_numpy(np.int64) + 1,
-        "period_start": frame["period_start"],
-    })
-    return out.reset_index(drop=True)
+    return _asof(frame)
 
 
 def completed_bars(bars: pd.DataFrame, timeframe: str,
@@ -105,13 +92,12 @@ def completed_bars(bars: pd.DataFrame, timeframe: str,
     where = f"completed_bars({timeframe!r})"
     frame = _prepare_daily(bars, where=where, timeframe=timeframe)
     if as_of is not None:
-        frame = frame.loc[frame["timestamp"] <= _utc(as_of, where)]
-    full = resample_daily(frame[list(_BAR_COLUMNS)], timeframe)
-    is_last = ~full["symbol"].duplicated(keep="last").to_numpy()
-    done = ~is_last
+        frame = frame.loc[frame["timestamp"] <= _utc(as_of, where)].reset_index(drop=True)
+    full = _last_of_period(_asof(frame))
+    done = full["symbol"].duplicated(keep="last").to_numpy()
     if as_of is not None and len(full):
         last_day_ns = _next_period_start_ns(ts_ns(full["period_start"]), timeframe) - DAY_NS
-        done |= last_day_ns <= _utc(as_of, where).as_unit("ns").value
+        done = done | (last_day_ns <= _utc(as_of, where).as_unit("ns").value)
     return full.loc[done].reset_index(drop=True)
 
 
@@ -126,16 +112,44 @@ def completed_bars_asof(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     ``period_start``, and ``bar_timestamp`` (the period bar's own stamp, always before t).
     """
     frame = _prepare_daily(bars, where=f"completed_bars_asof({timeframe!r})", timeframe=timeframe)
-    full = resample_daily(frame[list(_BAR_COLUMNS)], timeframe)
-    prev = full.groupby("symbol", sort=False)[[*_OHLCV, "n_bars", "period_start", "timestamp"]].shift(1)
-    prev = prev.rename(columns={"timestamp": "bar_timestamp"})
-    prev["symbol"] = full["symbol"].to_numpy()
-    prev["_current_start"] = full["period_start"].to_numpy()
-    left = pd.DataFrame({"timestamp": frame["timestamp"], "symbol": frame["symbol"],
-                         "_current_start": frame["period_start"]})
-    out = left.merge(prev, on=["symbol", "_current_start"], how="left", validate="many_to_one")
-    out["n_bars"] = out["n_bars"].astype("Int64")
+    full = _last_of_period(_asof(frame))
+    # Rows are sorted by (symbol, period), so period blocks are contiguous and numbered in the
+    # order of ``full``: the previous period of a row is block ``gid - 1`` if it is the same symbol.
+    keys = frame[_KEYS]
+    gid = np.cumsum((keys != keys.shift()).any(axis=1).to_numpy()) - 1
+    prev = gid - 1
+    full_symbols = full["symbol"].to_numpy()
+    valid = (prev >= 0) & (full_symbols[np.maximum(prev, 0)] == frame["symbol"].to_numpy())
+    picked = full.iloc[np.where(valid, prev, 0)].reset_index(drop=True)
+    picked = picked.rename(columns={"timestamp": "bar_timestamp"})
+    picked.loc[~valid, :] = None
+    picked["n_bars"] = picked["n_bars"].astype("Int64")
+    out = pd.concat([frame[["timestamp", "symbol"]].reset_index(drop=True),
+                     picked.drop(columns="symbol")], axis=1)
     return out[["timestamp", "symbol", *_OHLCV, "n_bars", "period_start", "bar_timestamp"]]
+
+
+def _asof(frame: pd.DataFrame) -> pd.DataFrame:
+    """Running period bars on a prepared frame (see :func:`partial_bars_asof`)."""
+    by = frame.groupby(_KEYS, sort=False)
+    out = pd.DataFrame({
+        "timestamp": frame["timestamp"],
+        "open": by["open"].transform("first"),
+        "high": by["high"].cummax(),
+        "low": by["low"].cummin(),
+        "close": frame["close"],
+        "volume": by["volume"].cumsum(),
+        "symbol": frame["symbol"],
+        "n_bars": by.cumcount().to_numpy(np.int64) + 1,
+        "period_start": frame["period_start"],
+    })
+    return out.reset_index(drop=True)
+
+
+def _last_of_period(asof: pd.DataFrame) -> pd.DataFrame:
+    """The complete bar of each period is its as-of bar on its last day (one code path)."""
+    last = ~asof.duplicated(["symbol", "period_start"], keep="last")
+    return asof.loc[last].reset_index(drop=True)
 
 
 def resample_intraday(bars: pd.DataFrame, timeframe: str, *, source_timeframe: str = "1h",

@@ -106,18 +106,23 @@ def to_epoch_ms(ts: pd.Timestamp) -> int:
     return int(ts.value // 1_000_000)
 
 
-def finish_frame(df: pd.DataFrame, kind: Kind, start: pd.Timestamp, end: pd.Timestamp,
-                 *, where: str) -> pd.DataFrame:
-    """Canonicalize, keep ``start <= timestamp < end``, sort and drop duplicate timestamps.
+def finish_frame(df: pd.DataFrame, kind: Kind, start: pd.Timestamp | None,
+                 end: pd.Timestamp | None, *, where: str, dedupe: bool = True) -> pd.DataFrame:
+    """Canonicalize, keep ``start <= timestamp < end`` (``None``: unbounded) and sort.
 
-    Duplicates are resolved per ``(symbol, timestamp)`` keeping the *last* row, because when pages
-    overlap the later page is the more recent answer of the vendor.
+    With ``dedupe``, duplicates are resolved per ``(symbol, timestamp)`` keeping the *last* row,
+    because when vendor pages overlap the later page is the more recent answer. Imported files
+    keep their duplicates (``dedupe=False``) so validation can report them as faults.
     """
     if df.empty:
         return empty(kind)
     out = canonicalize(df, kind, where=where)
-    out = out[(out["timestamp"] >= start) & (out["timestamp"] < end)]
-    out = out.drop_duplicates(subset=["symbol", "timestamp"], keep="last")
+    if start is not None:
+        out = out[out["timestamp"] >= start]
+    if end is not None:
+        out = out[out["timestamp"] < end]
+    if dedupe:
+        out = out.drop_duplicates(subset=["symbol", "timestamp"], keep="last")
     return out.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
 
 

@@ -34,7 +34,6 @@ from app.errors import (
     NetworkError,
     RateLimitError,
     RaytradeError,
-    SourceError,
     SymbolNotFoundError,
     VendorError,
 )
@@ -221,5 +220,5 @@ class CcxtSource:
     def _resolve(self, symbol: str) -> str:
         """The unified symbol of ``symbol`` (which may be an exchange id such as ``BTCUSDT``)."""
         if not symbol:
-            raise SourceError(f"{self.name}: empty symbol")
+            raise ValueError(f"{self.name}: empty symbol")
         return str(self._market(symbol)["symbol"])
