@@ -26,7 +26,7 @@ STORE_OPTION = typer.Option(Path("store"), "--store", envvar="RAYTRADE_STORE",
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every repair and step.")) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(levelname)s %(name)s: %(message)s")
 
 
 @app.command()

@@ -37,7 +37,7 @@ def import_(path: Path = typer.Argument(..., help="A Parquet/CSV file, or a dire
         import_directory(st, path, on_file=lambda spec, result: print_ingest(result))
         return
     key = DatasetKey(source, market, timeframe, kind)
-    frame = FileSource().read(path, kind=key.kind, symbol=symbol)
+    frame = FileSource(path, kind=key.kind, symbol=symbol).read()
     policy = RepairPolicy(listing_hours_to_drop=listing_hours, redenomination=redenomination)  # type: ignore[arg-type]
     print_ingest(ingest_frame(st, key, frame, name=str(path), policy=policy))
 
@@ -51,7 +51,7 @@ def validate_(path: Path = typer.Argument(..., help="A Parquet or CSV file."), k
     from app.data.sources.file_source import FileSource
     from app.data.validate import validate
 
-    frame = FileSource().read(path, kind=Kind(kind))
+    frame = FileSource(path, kind=Kind(kind)).read()
     report = validate(frame, Kind(kind), file=str(path), timeframe=timeframe)
     typer.echo(report.summary(max_lines))
     raise typer.Exit(0 if report.ok else 1)

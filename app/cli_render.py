@@ -32,16 +32,18 @@ def print_catalog(catalog: pd.DataFrame, per_symbol: bool = False) -> None:
     if catalog.empty:
         console.print("the store is empty: try `raytrade data import data/sample`")
         return
-    group = ["kind", "source", "market", "timeframe"]
+    catalog = catalog.assign(dataset=catalog["kind"] + " " + catalog["source"] + "/" + catalog["market"]
+                             + "/" + catalog["timeframe"])
     if per_symbol:
-        frame = catalog.drop(columns=["bytes"])
+        frame = catalog[["dataset", "symbol", "rows", "start", "end"]]
     else:
-        frame = catalog.groupby(group, as_index=False).agg(
+        frame = catalog.groupby("dataset", as_index=False).agg(
             symbols=("symbol", "count"), rows=("rows", "sum"), start=("start", "min"), end=("end", "max"),
-            mb=("bytes", lambda b: round(b.sum() / 1e6, 2)))
+            mb=("bytes", lambda b: round(b.sum() / 1e6, 1)))
     table = Table(title="raytrade store")
     for col in frame.columns:
-        table.add_column(str(col), justify="right" if col in ("rows", "symbols", "mb") else "left")
+        table.add_column(str(col), justify="right" if col in ("rows", "symbols", "mb") else "left",
+                         no_wrap=col in ("dataset", "symbol"))
     for row in frame.itertuples(index=False):
         table.add_row(*[_fmt(v) for v in row])
     console.print(table)
@@ -49,7 +51,7 @@ def print_catalog(catalog: pd.DataFrame, per_symbol: bool = False) -> None:
 
 def _fmt(value: object) -> str:
     if isinstance(value, pd.Timestamp):
-        return value.strftime("%Y-%m-%d %H:%M") if value.hour or value.minute else value.strftime("%Y-%m-%d")
+        return value.strftime("%Y-%m-%d")
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)

@@ -50,8 +50,8 @@ def run_demo(store_dir: Path, sample_dir: Path) -> None:
     metadata = pd.read_parquet(sample_dir / "stocks_metadata.parquet")
     by_symbol = split_by_symbol(metadata, seed=SEED, fractions={"train": 0.6, "validation": 0.2, "test": 0.2})
     index_bars = store.read(INDEX, ["^GSPC"])
-    by_time = split_by_time(index_bars["timestamp"], train_end="2012-01-01", validation_end="2015-01-01",
-                            embargo_days=30)
+    by_time = split_by_time(index_bars["timestamp"], train_end=pd.Timestamp("2012-01-01", tz="UTC"),
+                            validation_end=pd.Timestamp("2015-01-01", tz="UTC"), embargo_days=30)
     _print_splits(by_symbol, by_time, metadata)
 
     console.rule("[bold]4. resampling (weekly bars close on the last trading day)")

@@ -35,7 +35,6 @@ CALENDAR_TIMEFRAMES: tuple[str, ...] = ("1w", "1mo")
 EXTRA_COLUMNS: tuple[str, ...] = ("n_bars", "period_start")
 _BAR_COLUMNS = COLUMNS[Kind.BARS]
 _OHLCV = FLOAT_COLUMNS[Kind.BARS]
-_KEYS = ["symbol", "_period"]
 
 
 def resample(bars: pd.DataFrame, timeframe: str, *, source_timeframe: str,
@@ -64,7 +63,7 @@ def resample_daily(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     ``period_start``; rows sorted by symbol, then time.
     """
     frame = _prepare_daily(bars, where=f"resample_daily({timeframe!r})", timeframe=timeframe)
-    return _last_of_period(_asof(frame))
+    return _last_of_period(frame, _asof(frame)).drop(columns="_code")
 
 
 def partial_bars_asof(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
@@ -90,15 +89,15 @@ def completed_bars(bars: pd.DataFrame, timeframe: str,
     nothing in the data proves it is over (no exchange calendar is consulted).
     """
     where = f"completed_bars({timeframe!r})"
-    frame = _prepare_daily(bars, where=where, timeframe=timeframe)
-    if as_of is not None:
-        frame = frame.loc[frame["timestamp"] <= _utc(as_of, where)].reset_index(drop=True)
-    full = _last_of_period(_asof(frame))
-    done = full["symbol"].duplicated(keep="last").to_numpy()
+    as_of_ts = None if as_of is None else _utc(as_of, where)
+    frame = _prepare_daily(bars, where=where, timeframe=timeframe, as_of=as_of_ts)
+    full = _last_of_period(frame, _asof(frame))
+    codes = full["_code"].to_numpy()
+    done = np.r_[codes[1:] == codes[:-1], False]  # a later period of the same symbol exists
     if as_of is not None and len(full):
         last_day_ns = _next_period_start_ns(ts_ns(full["period_start"]), timeframe) - DAY_NS
-        done = done | (last_day_ns <= _utc(as_of, where).as_unit("ns").value)
-    return full.loc[done].reset_index(drop=True)
+        done = done | (last_day_ns <= as_of_ts.as_unit("ns").value)
+    return full.loc[done].drop(columns="_code").reset_index(drop=True)
 
 
 def completed_bars_asof(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
@@ -112,44 +111,49 @@ def completed_bars_asof(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     ``period_start``, and ``bar_timestamp`` (the period bar's own stamp, always before t).
     """
     frame = _prepare_daily(bars, where=f"completed_bars_asof({timeframe!r})", timeframe=timeframe)
-    full = _last_of_period(_asof(frame))
-    # Rows are sorted by (symbol, period), so period blocks are contiguous and numbered in the
-    # order of ``full``: the previous period of a row is block ``gid - 1`` if it is the same symbol.
-    keys = frame[_KEYS]
-    gid = np.cumsum((keys != keys.shift()).any(axis=1).to_numpy()) - 1
-    prev = gid - 1
-    full_symbols = full["symbol"].to_numpy()
-    valid = (prev >= 0) & (full_symbols[np.maximum(prev, 0)] == frame["symbol"].to_numpy())
+    full = _last_of_period(frame, _asof(frame))
+    # Period blocks are contiguous and numbered in the order of ``full`` (``_gid``): the previous
+    # period of a row is block ``gid - 1`` when that block belongs to the same symbol.
+    prev = frame["_gid"].to_numpy() - 1
+    valid = prev >= 0
+    valid[valid] = full["_code"].to_numpy()[prev[valid]] == frame["_code"].to_numpy()[valid]
     picked = full.iloc[np.where(valid, prev, 0)].reset_index(drop=True)
-    picked = picked.rename(columns={"timestamp": "bar_timestamp"})
-    picked.loc[~valid, :] = None
-    picked["n_bars"] = picked["n_bars"].astype("Int64")
-    out = pd.concat([frame[["timestamp", "symbol"]].reset_index(drop=True),
-                     picked.drop(columns="symbol")], axis=1)
+    out = pd.DataFrame({"timestamp": frame["timestamp"], "symbol": frame["symbol"]})
+    for col in (*_OHLCV, "period_start"):
+        out[col] = picked[col].where(valid)
+    out["n_bars"] = picked["n_bars"].astype("Int64").where(valid)
+    out["bar_timestamp"] = picked["timestamp"].where(valid)
     return out[["timestamp", "symbol", *_OHLCV, "n_bars", "period_start", "bar_timestamp"]]
 
 
 def _asof(frame: pd.DataFrame) -> pd.DataFrame:
     """Running period bars on a prepared frame (see :func:`partial_bars_asof`)."""
-    by = frame.groupby(_KEYS, sort=False)
-    out = pd.DataFrame({
+    gid = frame["_gid"].to_numpy()
+    starts = _segment_starts(gid)
+    by = frame[["high", "low", "volume"]].groupby(gid, sort=False)
+    return pd.DataFrame({
         "timestamp": frame["timestamp"],
-        "open": by["open"].transform("first"),
-        "high": by["high"].cummax(),
-        "low": by["low"].cummin(),
+        "open": frame["open"].to_numpy()[starts[gid]],
+        "high": by["high"].cummax().to_numpy(),
+        "low": by["low"].cummin().to_numpy(),
         "close": frame["close"],
-        "volume": by["volume"].cumsum(),
+        "volume": by["volume"].cumsum().to_numpy(),
         "symbol": frame["symbol"],
-        "n_bars": by.cumcount().to_numpy(np.int64) + 1,
+        "n_bars": np.arange(len(gid), dtype=np.int64) - starts[gid] + 1,
         "period_start": frame["period_start"],
     })
-    return out.reset_index(drop=True)
 
 
-def _last_of_period(asof: pd.DataFrame) -> pd.DataFrame:
-    """The complete bar of each period is its as-of bar on its last day (one code path)."""
-    last = ~asof.duplicated(["symbol", "period_start"], keep="last")
-    return asof.loc[last].reset_index(drop=True)
+def _last_of_period(frame: pd.DataFrame, asof: pd.DataFrame) -> pd.DataFrame:
+    """The complete bar of each period is its as-of bar on its last day (one code path).
+
+    Keeps ``_code`` (the symbol's sort code) for the callers that reason about neighbours.
+    """
+    gid = frame["_gid"].to_numpy()
+    last = np.r_[gid[1:] != gid[:-1], True] if len(gid) else np.zeros(0, dtype=bool)
+    out = asof.loc[last].reset_index(drop=True)
+    out["_code"] = frame["_code"].to_numpy()[last]
+    return out
 
 
 def resample_intraday(bars: pd.DataFrame, timeframe: str, *, source_timeframe: str = "1h",
@@ -170,15 +174,21 @@ def resample_intraday(bars: pd.DataFrame, timeframe: str, *, source_timeframe: s
         raise ValueError(f"timeframe {timeframe!r} must be a whole multiple (> 1) of "
                          f"source_timeframe {source_timeframe!r}")
     where = f"resample_intraday({source_timeframe!r} → {timeframe!r})"
-    frame = _prepare(bars, where)
-    stamps_ns = ts_ns(frame["timestamp"])
+    frame, stamps_ns, codes = _prepare(bars, where)
     _require_grid(frame, stamps_ns, source_ns, where, f"the {source_timeframe} grid")
-    frame["_period"] = stamps_ns - np.mod(stamps_ns, target_ns)
-    out = frame.groupby(_KEYS, sort=True).agg(
-        open=("open", "first"), high=("high", "max"), low=("low", "min"), close=("close", "last"),
-        volume=("volume", "sum"), n_bars=("open", "size")).reset_index()
-    out["timestamp"] = pd.to_datetime(out["_period"].to_numpy(np.int64), unit="ns", utc=True)
-    out["n_bars"] = out["n_bars"].astype(np.int64)
+    bucket_ns = stamps_ns - np.mod(stamps_ns, target_ns)
+    starts = np.flatnonzero(_new_segment(codes, bucket_ns))
+    ends = np.r_[starts[1:], len(frame)] - 1
+    out = pd.DataFrame({
+        "timestamp": pd.to_datetime(bucket_ns[starts], unit="ns", utc=True),
+        "open": frame["open"].to_numpy()[starts],
+        "high": np.maximum.reduceat(frame["high"].to_numpy(), starts) if len(starts) else [],
+        "low": np.minimum.reduceat(frame["low"].to_numpy(), starts) if len(starts) else [],
+        "close": frame["close"].to_numpy()[ends],
+        "volume": np.add.reduceat(frame["volume"].to_numpy(), starts) if len(starts) else [],
+        "symbol": frame["symbol"].to_numpy()[starts],
+        "n_bars": (ends - starts + 1).astype(np.int64),
+    })
     if drop_incomplete:
         out = out.loc[out["n_bars"] == target_ns // source_ns]
     return out[[*_BAR_COLUMNS, "n_bars"]].reset_index(drop=True)
@@ -238,8 +248,9 @@ def align_to_index(bars: pd.DataFrame, index_bars: pd.DataFrame,
 # ----------------------------------------------------------------------------- helpers
 
 
-def _prepare(bars: pd.DataFrame, where: str) -> pd.DataFrame:
-    """Canonical, finite, duplicate-free bars sorted by symbol then time (a fresh copy).
+def _prepare(bars: pd.DataFrame, where: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Canonical, finite, duplicate-free bars sorted by symbol then time (a fresh copy), with
+    their ``ts_ns`` and integer symbol codes (in symbol order) for fast segment arithmetic.
 
     Sorting here is safe (it changes no value); NaN and duplicates are refused rather than
     guessed around, because a resampled bar silently built on them would look valid.
@@ -253,29 +264,49 @@ def _prepare(bars: pd.DataFrame, where: str) -> pd.DataFrame:
         cols = [c for c, b in zip(_OHLCV, bad.any(axis=0), strict=True) if b]
         raise DataValidationError(f"{where}: {int(bad.any(axis=1).sum())} rows have NaN or inf "
                                   f"in {cols}; repair or drop them before resampling")
-    frame = frame.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
-    dup = frame.duplicated(["symbol", "timestamp"]).to_numpy()
+    stamps_ns = ts_ns(frame["timestamp"])
+    codes = pd.factorize(frame["symbol"], sort=True)[0].astype(np.int64)
+    order = np.lexsort((stamps_ns, codes))
+    frame, stamps_ns, codes = frame.take(order).reset_index(drop=True), stamps_ns[order], codes[order]
+    dup = ~_new_segment(codes, stamps_ns)
     if dup.any():
         examples = [f"{s} {t.isoformat()}" for s, t in
                     frame.loc[dup, ["symbol", "timestamp"]].head(5).itertuples(index=False)]
         raise DataValidationError(f"{where}: {int(dup.sum())} duplicate (symbol, timestamp) rows, "
                                   f"e.g. {examples}", faults=examples)
-    return frame
+    return frame, stamps_ns, codes
 
 
-def _prepare_daily(bars: pd.DataFrame, *, where: str, timeframe: str | None) -> pd.DataFrame:
-    """:func:`_prepare` plus the daily-grid check and, for a calendar timeframe, period keys."""
+def _prepare_daily(bars: pd.DataFrame, *, where: str, timeframe: str | None,
+                   as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+    """:func:`_prepare` plus the daily-grid check, the ``as_of`` cut and, for a calendar
+    timeframe, ``period_start`` and contiguous period ids ``_gid`` (0, 1, ... in row order)."""
     if timeframe is not None and timeframe not in CALENDAR_TIMEFRAMES:
         raise ValueError(f"{where}: unknown calendar timeframe {timeframe!r}; expected one of "
                          f"{list(CALENDAR_TIMEFRAMES)} (use resample_intraday for {list(TIMEFRAME_NS)})")
-    frame = _prepare(bars, where)
-    stamps_ns = ts_ns(frame["timestamp"])
+    frame, stamps_ns, codes = _prepare(bars, where)
     _require_grid(frame, stamps_ns, DAY_NS, where, "00:00 UTC (daily bars)")
+    if as_of is not None:
+        seen = stamps_ns <= as_of.as_unit("ns").value
+        frame, stamps_ns, codes = frame.loc[seen].reset_index(drop=True), stamps_ns[seen], codes[seen]
+    frame["_code"] = codes
     if timeframe is not None:
         start_ns = _period_start_ns(stamps_ns, timeframe)
-        frame["_period"] = start_ns
         frame["period_start"] = pd.to_datetime(start_ns, unit="ns", utc=True)
+        frame["_gid"] = np.cumsum(_new_segment(codes, start_ns)) - 1
     return frame
+
+
+def _new_segment(codes: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """True where a row starts a new (symbol, key) run in data sorted by symbol then key."""
+    if not len(codes):
+        return np.zeros(0, dtype=bool)
+    return np.r_[True, (codes[1:] != codes[:-1]) | (keys[1:] != keys[:-1])]
+
+
+def _segment_starts(gid: np.ndarray) -> np.ndarray:
+    """First row of each contiguous group ``0..G-1`` (``starts[gid]`` maps rows to it)."""
+    return np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]]) if len(gid) else np.zeros(0, np.int64)
 
 
 def _require_grid(frame: pd.DataFrame, stamps_ns: np.ndarray, step_ns: int, where: str, what: str) -> None:

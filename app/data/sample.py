@@ -72,10 +72,9 @@ def import_directory(store: ParquetStore, directory: Path,
                      on_file: Callable[[FileSpec, IngestResult], None] | None = None) -> list[IngestResult]:
     """Import every file of ``directory``'s manifest; replaces what the store held for them."""
     manifest = load_manifest(directory)
-    source = FileSource()
     results = []
     for spec in manifest.files:
-        frame = source.read(directory / spec.file, kind=spec.kind)
+        frame = FileSource(directory / spec.file, kind=spec.kind).read()
         calendar = None
         if spec.calendar is not None:
             ref = spec.calendar

@@ -53,7 +53,7 @@ SCENARIOS = [
 def test_each_fault_in_a_file_is_reported_with_file_symbol_and_row(tmp_path, name, mutate, code, row):
     path = tmp_path / "bars.parquet"
     mutate(make_bars(n=10, symbol="XYZ")).to_parquet(path)
-    report = validate(FileSource().read(path), file=str(path))
+    report = validate(FileSource(path).read(), file=str(path))
     hits = [f for f in report.faults if f.code == code]
     assert len(hits) == 1, report.summary()
     assert (hits[0].file, hits[0].symbol, hits[0].row) == (str(path), "XYZ", row)
@@ -86,7 +86,7 @@ def test_wrong_columns_are_a_schema_error_naming_the_file(tmp_path, bars):
     path = tmp_path / "bad.csv"
     bars.drop(columns=["volume"]).to_csv(path, index=False)
     with pytest.raises(DataValidationError, match="bad.csv"):
-        FileSource().read(path)
+        FileSource(path).read()
     report = validate(bars.drop(columns=["volume"]), file="bad.csv")
     assert [f.code for f in report.errors] == ["schema"] and "volume" in report.errors[0].message
 

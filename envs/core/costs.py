@@ -1,0 +1,146 @@
+"""THE cost model: fills, fees, slippage, margin, liquidation and funding.
+
+Every function here is pure and *polymorphic*: it only uses arithmetic, comparisons and the
+builtin ``abs``, so the same code runs on Python floats (the single-env face, the paper broker,
+a backtest of one order) and on numpy arrays ``[B]`` or ``[B, A]`` (the vectorized engine).
+That is how "one cost model" is enforced: the engine, the paper broker and the backtest call
+these functions, nothing else computes a fee.
+
+Conventions:
+    * quantities are signed units of the instrument (``qty > 0`` long, ``qty < 0`` short);
+    * ``side`` is ``+1.0`` for a buy, ``-1.0`` for a sell, ``0.0`` for no trade;
+    * rates are fractions (``fee_rate = fee_bps * 1e-4``); configs speak bps, hot paths rates;
+    * ``notional_usd`` of a fill is signed (``qty_delta * fill_price``): buying spends cash.
+
+Accounting identity (spot and linear perpetuals alike)::
+
+    equity_usd = cash_usd + sum(qty * price)
+
+For a linear perpetual, ``cash_usd`` is the wallet balance minus the entry notional, so the same
+identity gives wallet + unrealized PnL; funding is a cash flow (:func:`funding_usd`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+BPS = 1e-4
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostModel:
+    """Cost parameters in bps; the engine and the paper broker read the ``*_rate`` properties.
+
+    Attributes:
+        fee_bps: commission on the absolute notional of every fill (10 = 0.10 %).
+        slippage_bps: adverse price move on every fill: buys fill above the reference price,
+            sells below it.
+        maintenance_margin_bps: maintenance margin of a futures position as a share of its
+            notional at the mark price (used by :func:`liquidation_price`).
+    """
+
+    fee_bps: float = 10.0
+    slippage_bps: float = 5.0
+    maintenance_margin_bps: float = 50.0
+
+    def __post_init__(self) -> None:
+        for name in ("fee_bps", "slippage_bps", "maintenance_margin_bps"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value < 10_000:
+                raise ValueError(f"CostModel.{name}: must be a finite number in [0, 10000), got {value!r}")
+
+    @property
+    def fee_rate(self) -> float:
+        return self.fee_bps * BPS
+
+    @property
+    def slippage_rate(self) -> float:
+        return self.slippage_bps * BPS
+
+    @property
+    def maintenance_margin_rate(self) -> float:
+        return self.maintenance_margin_bps * BPS
+
+
+def side_of(qty_delta):
+    """``+1.0`` for a buy, ``-1.0`` for a sell, ``0.0`` when nothing trades."""
+    return (qty_delta > 0) * 1.0 - (qty_delta < 0) * 1.0
+
+
+def slipped_price(ref_price, side, slippage_rate):
+    """Fill price after slippage: adverse to the trader on both sides."""
+    return ref_price * (1.0 + side * slippage_rate)
+
+
+def fee_usd(notional_usd, fee_rate):
+    """Commission on the absolute notional."""
+    return abs(notional_usd) * fee_rate
+
+
+def fill(qty_delta, ref_price, fee_rate, slippage_rate):
+    """Execute ``qty_delta`` units at ``ref_price`` (the next bar's open).
+
+    Returns ``(fill_price, notional_usd, fee_usd)``; ``notional_usd`` is signed, so
+    ``cash_usd -= notional_usd + fee_usd`` and ``qty += qty_delta`` settle the trade.
+    """
+    price = slipped_price(ref_price, side_of(qty_delta), slippage_rate)
+    notional = qty_delta * price
+    return price, notional, fee_usd(notional, fee_rate)
+
+
+def target_qty(weight, equity_usd, ref_price, qty_now, fee_rate, slippage_rate):
+    """Units to hold so that the position's notional at the fill price plus its fee is
+    ``weight * equity_usd``.
+
+    ``weight = 1`` from flat spends exactly the equity (cash ends at 0, never below, up to
+    rounding), ``weight = 0`` closes, ``weight = -L`` is a short of ``L`` times equity (futures).
+    The slippage side is taken from the direction of the rebalance; for a partial rebalance of
+    an existing position (portfolio weights) the fee factor applies to the whole target, a
+    conservative approximation that under-invests by at most the fee on the unchanged part.
+    """
+    side = side_of(weight * equity_usd - qty_now * ref_price)
+    return weight * equity_usd / (slipped_price(ref_price, side, slippage_rate) * (1.0 + fee_rate))
+
+
+def settle_fill(cash_usd, qty, qty_delta, notional_usd, fee):
+    """New ``(cash_usd, qty)`` after a fill returned by :func:`fill`."""
+    return cash_usd - notional_usd - fee, qty + qty_delta
+
+
+def equity_usd(cash_usd, qty, price):
+    """Mark to market (one asset; sum over assets for a portfolio)."""
+    return cash_usd + qty * price
+
+
+# --- Perpetual futures (isolated margin, linear contracts) -----------------------------------
+
+def initial_margin_usd(notional_usd, leverage):
+    """Margin locked when opening ``notional_usd`` at ``leverage`` (isolated)."""
+    return abs(notional_usd) / leverage
+
+
+def maintenance_margin_usd(notional_usd, maintenance_margin_rate):
+    """Margin below which an isolated position is liquidated."""
+    return abs(notional_usd) * maintenance_margin_rate
+
+
+def liquidation_price(entry_price, qty, isolated_margin_usd, maintenance_margin_rate):
+    """Mark price at which ``margin + qty * (mark - entry) == mmr * |qty| * mark``.
+
+    Long: ``(e*q - M) / (q * (1 - mmr))``; short: ``(e*|q| + M) / (|q| * (1 + mmr))``.
+    Returns 0 for a flat position (never liquidated).
+    """
+    flat = qty == 0
+    denom = qty - maintenance_margin_rate * abs(qty) + flat * 1.0
+    return (qty * entry_price - isolated_margin_usd) / denom * (1 - flat * 1.0)
+
+
+def liquidated(qty, liq_price, mark_low, mark_high):
+    """True where the bar's mark range crossed the liquidation price."""
+    return ((qty > 0) & (mark_low <= liq_price)) | ((qty < 0) & (mark_high >= liq_price))
+
+
+def funding_usd(qty, mark_price, funding_rate):
+    """Funding paid at a funding timestamp (negative = received): longs pay when rate > 0."""
+    return qty * mark_price * funding_rate
