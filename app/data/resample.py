@@ -93,7 +93,8 @@ def completed_bars(bars: pd.DataFrame, timeframe: str,
     frame = _prepare_daily(bars, where=where, timeframe=timeframe, as_of=as_of_ts)
     full = _last_of_period(frame, _asof(frame))
     codes = full["_code"].to_numpy()
-    done = np.r_[codes[1:] == codes[:-1], False]  # a later period of the same symbol exists
+    done = np.zeros(len(codes), dtype=bool)
+    done[:-1] = codes[1:] == codes[:-1]  # a later period of the same symbol exists
     if as_of is not None and len(full):
         last_day_ns = _next_period_start_ns(ts_ns(full["period_start"]), timeframe) - DAY_NS
         done = done | (last_day_ns <= as_of_ts.as_unit("ns").value)

@@ -12,180 +12,19 @@ end of one window cannot overlap the bars of the next (set the embargo to the la
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from app.errors import CorruptFileError, DataValidationError
+from app.data.split_types import Fold, Split, Window, utc_timestamp
+from app.errors import DataValidationError
 
 PARTS: tuple[str, ...] = ("train", "validation", "test")
-METHODS: tuple[str, ...] = ("by_symbol", "by_time", "walk_forward")
-FORMAT_VERSION = 1
 #: Anything :func:`calendar_of` turns into sorted, unique UTC timestamps.
 CalendarLike = pd.DataFrame | pd.Series | pd.DatetimeIndex | Sequence[pd.Timestamp]
-
-
-@dataclass(frozen=True)
-class Window:
-    """A half-open UTC time window ``[start, end)``."""
-
-    start: pd.Timestamp
-    end: pd.Timestamp
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "start", _utc(self.start, "window start"))
-        object.__setattr__(self, "end", _utc(self.end, "window end"))
-        if not self.start < self.end:
-            raise ValueError(f"empty window: start {self.start.isoformat()} is not before end "
-                             f"{self.end.isoformat()}")
-
-    def contains(self, timestamps: pd.Series | pd.DatetimeIndex) -> np.ndarray:
-        """Boolean mask of ``timestamps`` (tz-aware) inside the window."""
-        stamps = pd.DatetimeIndex(timestamps)
-        if stamps.tz is None:
-            raise DataValidationError("timestamps have no time zone; raytrade uses UTC only")
-        return np.asarray((stamps >= self.start) & (stamps < self.end), dtype=bool)
-
-    def to_dict(self) -> dict[str, str]:
-        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, str]) -> Window:
-        return cls(start=pd.Timestamp(data["start"]), end=pd.Timestamp(data["end"]))
-
-
-@dataclass(frozen=True)
-class Fold:
-    """One walk-forward fold: a train window, then (after any embargo) its test window."""
-
-    index: int
-    train: Window
-    test: Window
-
-    def __post_init__(self) -> None:
-        if self.test.start < self.train.end:
-            raise ValueError(f"fold {self.index}: test window starts {self.test.start.isoformat()}, "
-                             f"before its train window ends {self.train.end.isoformat()}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "train": self.train.to_dict(), "test": self.test.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Fold:
-        return cls(index=int(data["index"]), train=Window.from_dict(data["train"]),
-                   test=Window.from_dict(data["test"]))
-
-
-@dataclass(frozen=True)
-class Split:
-    """A reproducible split: how it was made (method, seed, params) and what it is.
-
-    ``symbols`` maps a part (``train``, ``validation``, ``test``) to its symbols, ``windows`` a
-    part to its time window, ``folds`` holds walk-forward folds. Parts are checked disjoint and
-    ``params`` must be JSON-serializable (it is normalized through JSON so that a loaded split
-    compares equal to the saved one).
-    """
-
-    method: str
-    seed: int | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-    symbols: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    windows: Mapping[str, Window] = field(default_factory=dict)
-    folds: tuple[Fold, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown split method {self.method!r}; expected one of {list(METHODS)}")
-        try:
-            params = json.loads(json.dumps(dict(self.params), allow_nan=False))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"split params must be JSON-serializable: {exc}") from exc
-        object.__setattr__(self, "params", params)
-        symbols = {str(p): tuple(str(s) for s in syms) for p, syms in self.symbols.items()}
-        object.__setattr__(self, "symbols", symbols)
-        object.__setattr__(self, "windows", dict(self.windows))
-        object.__setattr__(self, "folds", tuple(self.folds))
-        seen: dict[str, str] = {}
-        for part, syms in symbols.items():
-            for sym in syms:
-                if sym in seen:
-                    raise ValueError(f"symbol {sym!r} is in both {seen[sym]!r} and {part!r}")
-                seen[sym] = part
-        ordered = sorted(self.windows.items(), key=lambda kv: kv[1].start)
-        for (name_a, a), (name_b, b) in zip(ordered, ordered[1:], strict=False):
-            if b.start < a.end:
-                raise ValueError(f"windows {name_a!r} and {name_b!r} overlap")
-
-    @property
-    def parts(self) -> tuple[str, ...]:
-        """Part names in the order they were defined (symbols first, then windows)."""
-        return tuple(dict.fromkeys([*self.symbols, *self.windows]))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, "method": self.method, "seed": self.seed,
-                "params": dict(self.params),
-                "symbols": {p: list(s) for p, s in self.symbols.items()},
-                "windows": {p: w.to_dict() for p, w in self.windows.items()},
-                "folds": [f.to_dict() for f in self.folds]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Split:
-        version = data.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"unsupported split format_version {version!r}; expected {FORMAT_VERSION}")
-        unknown = set(data) - {"format_version", "method", "seed", "params", "symbols", "windows", "folds"}
-        if unknown:
-            raise ValueError(f"unknown keys in split: {sorted(unknown)}")
-        seed = data.get("seed")
-        return cls(method=data["method"], seed=None if seed is None else int(seed),
-                   params=data.get("params", {}), symbols=data.get("symbols", {}),
-                   windows={p: Window.from_dict(w) for p, w in data.get("windows", {}).items()},
-                   folds=tuple(Fold.from_dict(f) for f in data.get("folds", [])))
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> Split:
-        return cls.from_dict(json.loads(text))
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write atomically: a temp file in the same directory, fsync, then ``os.replace``.
-
-        A reader never sees a half-written split, and a crash leaves the old file intact.
-        """
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(self.to_json())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        return target
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Split:
-        """Read a split written by :meth:`save`; a malformed file is a :class:`CorruptFileError`."""
-        text = Path(path).read_text(encoding="utf-8")
-        try:
-            return cls.from_json(text)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptFileError(f"{path}: not a valid split file ({exc})") from exc
 
 
 # ----------------------------------------------------------------------------- by symbol
@@ -287,60 +126,45 @@ def _stratified_allocation(sizes: np.ndarray, counts: list[int], rng: np.random.
     """Integer table sectors × parts with row sums ``sizes``, column sums ``counts``, and every
     cell the floor or ceiling of ``size * count / total`` (2-D controlled rounding).
 
-    Such a table always exists (the exact fractional table is a feasible flow, and flows with
-    integer capacities have integer optima); floors first, then the leftover units are routed by
-    augmenting paths over cells with a fractional part, largest remainders tried first.
+    Such a table always exists: the exact fractional table is a feasible flow and integer
+    capacities have integral max flows. Floors first; the leftover units (one per cell at most)
+    are routed by a max flow source → sector → part → sink, with sectors visited in a seeded
+    order so that no sector is systematically the one that gets the extra symbol.
     """
-    total = int(sizes.sum())
-    exact = np.outer(sizes, np.asarray(counts, dtype=np.int64))
-    alloc, remainder = np.divmod(exact, total)
-    row_need = sizes - alloc.sum(axis=1)
-    col_need = np.asarray(counts) - alloc.sum(axis=0)
-    can_add = remainder > 0
-    plus = np.zeros_like(alloc)
-    tie = rng.random(alloc.shape)
-    order = np.lexsort((tie.ravel(), -remainder.ravel()))
-    for flat in order:  # greedy pass: largest remainders first
-        r, c = divmod(int(flat), alloc.shape[1])
-        if can_add[r, c] and row_need[r] > 0 and col_need[c] > 0:
-            plus[r, c], row_need[r], col_need[c] = 1, row_need[r] - 1, col_need[c] - 1
-    while row_need.sum() > 0:  # augmenting paths: row → +cell → col ← −cell ← row ...
-        path = _augmenting_path(plus, can_add, row_need, col_need)
-        if path is None:
-            raise RuntimeError("stratified allocation found no augmenting path (should not happen)")
-        for k, (r, c) in enumerate(path):
-            plus[r, c] += 1 if k % 2 == 0 else -1
-        row_need[path[0][0]] -= 1
-        col_need[path[-1][1]] -= 1
-    return alloc + plus
+    n_sectors, n_parts = len(sizes), len(counts)
+    alloc, remainder = np.divmod(np.outer(sizes, np.asarray(counts, dtype=np.int64)), int(sizes.sum()))
+    order = rng.permutation(n_sectors)
+    source, sink = 0, 1 + n_sectors + n_parts
+    capacity = np.zeros((sink + 1, sink + 1), dtype=np.int64)
+    capacity[source, 1 + np.arange(n_sectors)] = (sizes - alloc.sum(axis=1))[order]
+    capacity[1:1 + n_sectors, 1 + n_sectors:sink] = (remainder[order] > 0).astype(np.int64)
+    capacity[1 + n_sectors:sink, sink] = np.asarray(counts) - alloc.sum(axis=0)
+    flow = _max_flow(capacity, source, sink)
+    if flow[source].sum() != capacity[source].sum():
+        raise RuntimeError("stratified allocation: no controlled rounding found (should not happen)")
+    alloc[order] += flow[1:1 + n_sectors, 1 + n_sectors:sink]
+    return alloc
 
 
-def _augmenting_path(plus: np.ndarray, can_add: np.ndarray, row_need: np.ndarray,
-                     col_need: np.ndarray) -> list[tuple[int, int]] | None:
-    """BFS from rows still short to columns still short; cells alternate add / remove."""
-    frontier = [int(r) for r in np.flatnonzero(row_need > 0)]
-    came_from: dict[tuple[str, int], tuple[tuple[str, int], tuple[int, int]] | None] = {
-        ("r", r): None for r in frontier}
-    queue = [("r", r) for r in frontier]
-    while queue:
-        kind, node = queue.pop(0)
-        if kind == "r":
-            steps = [(("c", c), (node, c)) for c in np.flatnonzero(can_add[node] & (plus[node] == 0))]
-        else:
-            if col_need[node] > 0:
-                path: list[tuple[int, int]] = []
-                key: tuple[str, int] = (kind, node)
-                while came_from[key] is not None:
-                    key, cell = came_from[key]  # type: ignore[misc]
-                    path.append(cell)
-                return path[::-1]
-            steps = [(("r", r), (r, node)) for r in np.flatnonzero(plus[:, node] == 1)]
-        for nxt, cell in steps:
-            nxt = (nxt[0], int(nxt[1]))
-            if nxt not in came_from:
-                came_from[nxt] = ((kind, node), (int(cell[0]), int(cell[1])))
-                queue.append(nxt)
-    return None
+def _max_flow(capacity: np.ndarray, source: int, sink: int) -> np.ndarray:
+    """Edmonds–Karp on a small dense graph (a few dozen nodes); returns the flow matrix."""
+    flow = np.zeros_like(capacity)
+    while True:
+        parent = np.full(len(capacity), -1)
+        parent[source] = source
+        queue = [source]
+        while queue and parent[sink] < 0:
+            node = queue.pop(0)
+            for nxt in np.flatnonzero((capacity[node] - flow[node] > 0) & (parent < 0)):
+                parent[nxt] = node
+                queue.append(int(nxt))
+        if parent[sink] < 0:
+            return flow
+        node = sink
+        while node != source:
+            flow[parent[node], node] += 1
+            flow[node, parent[node]] -= 1
+            node = parent[node]
 
 
 # ----------------------------------------------------------------------------- by time
@@ -373,10 +197,18 @@ def split_by_time(calendar: CalendarLike | None = None, *, train_end: pd.Timesta
     """
     cal = None if calendar is None else calendar_of(calendar)
     start_ts, end_ts = _bounds(cal, start, end, "split_by_time")
-    gap = _embargo(cal, embargo_days, embargo_bars)
-    cuts = [_utc(train_end, "train_end")] + ([] if validation_end is None else [_utc(validation_end, "validation_end")])
+    if embargo_days < 0 or embargo_bars < 0:
+        raise ValueError(f"embargo must be >= 0, got embargo_days={embargo_days}, "
+                         f"embargo_bars={embargo_bars}")
+    if embargo_days and embargo_bars:
+        raise ValueError("give embargo_days or embargo_bars, not both")
+    if embargo_bars and cal is None:
+        raise ValueError("embargo_bars needs a calendar (the bars' timestamps) to count bars")
+    cuts = [utc_timestamp(train_end, "train_end")]
+    if validation_end is not None:
+        cuts.append(utc_timestamp(validation_end, "validation_end"))
     names = ["train", "validation", "test"] if validation_end is not None else ["train", "test"]
-    starts = [start_ts] + [gap(c) for c in cuts]
+    starts = [start_ts] + [_after_embargo(cal, c, embargo_days, embargo_bars) for c in cuts]
     ends = [*cuts, end_ts]
     windows: dict[str, Window] = {}
     for name, lo, hi in zip(names, starts, ends, strict=True):
@@ -400,34 +232,20 @@ def walk_forward_bars(calendar: CalendarLike, *, train_bars: int, test_bars: int
 
     Fold k trains on the first ``train_bars + k * step_bars`` bars (``expanding``) or on the
     ``train_bars`` bars before that point (rolling), skips ``embargo_bars``, then tests on the
-    next ``test_bars``. Folds whose test window would run past the calendar are not made.
+    next ``test_bars`` (``step_bars`` defaults to ``test_bars``). Folds whose test window would
+    run past the calendar are not made, so every test window is full.
     """
     cal = calendar_of(calendar)
-    step = test_bars if step_bars is None else step_bars
-    _positive(train_bars=train_bars, test_bars=test_bars, step_bars=step)
-    if embargo_bars < 0:
-        raise ValueError(f"embargo_bars must be >= 0, got {embargo_bars}")
-    after_last = _day_after(cal[-1]) if len(cal) else None
-
-    def at(i: int) -> pd.Timestamp:
-        return cal[i] if i < len(cal) else after_last
-
-    folds: list[Fold] = []
-    train_end = train_bars
-    while train_end + embargo_bars + test_bars <= len(cal) and (max_folds is None or len(folds) < max_folds):
-        train_start = 0 if expanding else train_end - train_bars
-        test_start = train_end + embargo_bars
-        folds.append(Fold(len(folds), Window(at(train_start), at(train_end)),
-                          Window(at(test_start), at(test_start + test_bars))))
-        train_end += step
-    if not folds:
-        raise ValueError(f"walk_forward_bars: {len(cal)} bars cannot hold train_bars={train_bars} + "
-                         f"embargo_bars={embargo_bars} + test_bars={test_bars}")
-    params = {"unit": "bars", "train_bars": train_bars, "test_bars": test_bars, "step_bars": step,
-              "embargo_bars": embargo_bars, "expanding": expanding, "max_folds": max_folds,
-              "calendar_start": cal[0].isoformat(), "calendar_end": cal[-1].isoformat(),
-              "calendar_bars": len(cal)}
-    return Split(method="walk_forward", params=params, folds=tuple(folds))
+    if not len(cal):
+        raise ValueError("walk_forward_bars: the calendar is empty")
+    after_last = _day_after(cal[-1])
+    folds = _walk(len(cal), lambda i: cal[i] if i < len(cal) else after_last, "bars", train_bars,
+                  test_bars, step_bars, embargo_bars, expanding, max_folds)
+    params = {"unit": "bars", "train_bars": train_bars, "test_bars": test_bars,
+              "step_bars": step_bars or test_bars, "embargo_bars": embargo_bars, "expanding": expanding,
+              "max_folds": max_folds, "calendar_start": cal[0].isoformat(),
+              "calendar_end": cal[-1].isoformat(), "calendar_bars": len(cal)}
+    return Split(method="walk_forward", params=params, folds=folds)
 
 
 def walk_forward_days(calendar: CalendarLike | None = None, *, train_days: int, test_days: int,
@@ -440,27 +258,35 @@ def walk_forward_days(calendar: CalendarLike | None = None, *, train_days: int, 
     """
     cal = None if calendar is None else calendar_of(calendar)
     start_ts, end_ts = _bounds(cal, start, end, "walk_forward_days")
-    step = test_days if step_days is None else step_days
-    _positive(train_days=train_days, test_days=test_days, step_days=step)
-    if embargo_days < 0:
-        raise ValueError(f"embargo_days must be >= 0, got {embargo_days}")
-    day = pd.Timedelta(days=1)
+    n_days = (end_ts - start_ts) // pd.Timedelta(days=1)
+    folds = _walk(n_days, lambda k: start_ts + pd.Timedelta(days=k), "days", train_days, test_days,
+                  step_days, embargo_days, expanding, max_folds)
+    params = {"unit": "days", "train_days": train_days, "test_days": test_days,
+              "step_days": step_days or test_days, "embargo_days": embargo_days, "expanding": expanding,
+              "max_folds": max_folds, "start": start_ts.isoformat(), "end": end_ts.isoformat()}
+    return Split(method="walk_forward", params=params, folds=folds)
+
+
+def _walk(n_units: int, at: Callable[[int], pd.Timestamp], unit: str, train: int, test: int,
+          step: int | None, embargo: int, expanding: bool, max_folds: int | None) -> tuple[Fold, ...]:
+    """Folds on positions ``0..n_units`` (bars or days), mapped to timestamps by ``at``."""
+    step = test if step is None else step
+    _positive(**{f"train_{unit}": train, f"test_{unit}": test, f"step_{unit}": step})
+    if isinstance(embargo, bool) or int(embargo) != embargo or embargo < 0:
+        raise ValueError(f"embargo_{unit} must be an integer >= 0, got {embargo!r}")
+    if max_folds is not None:
+        _positive(max_folds=max_folds)
     folds: list[Fold] = []
-    train_end = start_ts + train_days * day
-    while (train_end + (embargo_days + test_days) * day <= end_ts
-           and (max_folds is None or len(folds) < max_folds)):
-        train_start = start_ts if expanding else train_end - train_days * day
-        test_start = train_end + embargo_days * day
-        folds.append(Fold(len(folds), Window(train_start, train_end),
-                          Window(test_start, test_start + test_days * day)))
-        train_end += step * day
+    train_end = train
+    while train_end + embargo + test <= n_units and (max_folds is None or len(folds) < max_folds):
+        test_start = train_end + embargo
+        folds.append(Fold(len(folds), Window(at(0 if expanding else train_end - train), at(train_end)),
+                          Window(at(test_start), at(test_start + test))))
+        train_end += step
     if not folds:
-        raise ValueError(f"walk_forward_days: [{start_ts.isoformat()}, {end_ts.isoformat()}) cannot "
-                         f"hold train_days={train_days} + embargo_days={embargo_days} + test_days={test_days}")
-    params = {"unit": "days", "train_days": train_days, "test_days": test_days, "step_days": step,
-              "embargo_days": embargo_days, "expanding": expanding, "max_folds": max_folds,
-              "start": start_ts.isoformat(), "end": end_ts.isoformat()}
-    return Split(method="walk_forward", params=params, folds=tuple(folds))
+        raise ValueError(f"walk-forward: {n_units} {unit} cannot hold train_{unit}={train} + "
+                         f"embargo_{unit}={embargo} + test_{unit}={test}")
+    return tuple(folds)
 
 
 def apply_split(bars: pd.DataFrame, split: Split, part: str, *, fold: int | None = None) -> pd.DataFrame:
@@ -495,15 +321,6 @@ def apply_split(bars: pd.DataFrame, split: Split, part: str, *, fold: int | None
 # ----------------------------------------------------------------------------- helpers
 
 
-def _utc(value: pd.Timestamp | str, what: str) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    if stamp is pd.NaT:
-        raise ValueError(f"{what} is missing (NaT)")
-    if stamp.tzinfo is None:
-        raise ValueError(f"{what} {value!r} has no time zone; raytrade uses UTC (e.g. '2010-01-01T00:00Z')")
-    return stamp.tz_convert("UTC")
-
-
 def _day_after(stamp: pd.Timestamp) -> pd.Timestamp:
     return stamp.floor("D") + pd.Timedelta(days=1)
 
@@ -513,33 +330,22 @@ def _bounds(cal: pd.DatetimeIndex | None, start: Any, end: Any, where: str) -> t
         raise ValueError(f"{where}: the calendar is empty")
     if cal is None and (start is None or end is None):
         raise ValueError(f"{where}: give start and end, or a calendar to take them from")
-    start_ts = cal[0] if start is None else _utc(start, "start")
-    end_ts = _day_after(cal[-1]) if end is None else _utc(end, "end")
+    start_ts = cal[0] if start is None else utc_timestamp(start, "start")
+    end_ts = _day_after(cal[-1]) if end is None else utc_timestamp(end, "end")
     return start_ts, end_ts
 
 
-def _embargo(cal: pd.DatetimeIndex | None, embargo_days: int,
-            embargo_bars: int) -> Callable[[pd.Timestamp], pd.Timestamp]:
-    """The function mapping a cut to the start of the next window."""
-    if embargo_days < 0 or embargo_bars < 0:
-        raise ValueError(f"embargo must be >= 0, got embargo_days={embargo_days}, embargo_bars={embargo_bars}")
-    if embargo_days and embargo_bars:
-        raise ValueError("give embargo_days or embargo_bars, not both")
-    if embargo_bars and cal is None:
-        raise ValueError("embargo_bars needs a calendar (the bars' timestamps) to count bars")
-
-    def after(cut: pd.Timestamp) -> pd.Timestamp:
-        if embargo_days:
-            return cut + pd.Timedelta(days=embargo_days)
-        if not embargo_bars:
-            return cut
-        i = int(cal.searchsorted(cut, side="left")) + embargo_bars
-        if i >= len(cal):
-            raise ValueError(f"an embargo of {embargo_bars} bars after {cut.isoformat()} runs past "
-                             "the end of the calendar")
-        return cal[i]
-
-    return after
+def _after_embargo(cal: pd.DatetimeIndex | None, cut: pd.Timestamp, embargo_days: int,
+                   embargo_bars: int) -> pd.Timestamp:
+    """Start of the window after ``cut``: ``embargo_days`` later, or ``embargo_bars`` bars of
+    ``cal`` skipped (the first ones at or after the cut)."""
+    if embargo_days or not embargo_bars:
+        return cut + pd.Timedelta(days=embargo_days)
+    i = int(cal.searchsorted(cut, side="left")) + embargo_bars
+    if i >= len(cal):
+        raise ValueError(f"an embargo of {embargo_bars} bars after {cut.isoformat()} runs past "
+                         "the end of the calendar")
+    return cal[i]
 
 
 def _positive(**values: int) -> None:

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from app.data.schema import COLUMNS, FLOAT_COLUMNS, PRICE_COLUMNS, TIMEFRAME_NS, Kind, canonicalize, ts_ns
+from app.data.schema import (
+    COLUMNS,
+    FLOAT_COLUMNS,
+    PRICE_COLUMNS,
+    TIMEFRAME_NS,
+    Kind,
+    canonicalize,
+    ts_ns,
+)
 from app.errors import DataValidationError
 
 ERROR = "error"

@@ -9,8 +9,10 @@ Time conventions, for every source:
 * Vendor epochs are converted with explicit units (``*_ms`` names are milliseconds since the epoch).
 
 Every fetch returns a frame in the canonical schema of :mod:`app.data.schema` (via
-:func:`~app.data.schema.canonicalize`), sorted by timestamp with no duplicate timestamps, or an
-empty canonical frame when the vendor has no data in the range.
+:func:`~app.data.schema.canonicalize`), sorted by symbol and timestamp, or an empty canonical
+frame when there is no data in the range. Vendor sources also drop duplicate timestamps (pages
+overlap); :class:`~app.data.sources.file_source.FileSource` keeps a file's duplicates, because
+there they are faults for validation to report.
 
 Errors: vendor exceptions are translated into :mod:`app.errors` classes with the original kept as
 ``__cause__``. Only :class:`~app.errors.NetworkError` (which includes
@@ -107,12 +109,14 @@ def to_epoch_ms(ts: pd.Timestamp) -> int:
 
 
 def finish_frame(df: pd.DataFrame, kind: Kind, start: pd.Timestamp | None,
-                 end: pd.Timestamp | None, *, where: str, dedupe: bool = True) -> pd.DataFrame:
-    """Canonicalize, keep ``start <= timestamp < end`` (``None``: unbounded) and sort.
+                 end: pd.Timestamp | None, *, where: str, dedupe: bool = True,
+                 sort: bool = True) -> pd.DataFrame:
+    """Canonicalize, keep ``start <= timestamp < end`` (``None``: unbounded), dedupe and sort.
 
     With ``dedupe``, duplicates are resolved per ``(symbol, timestamp)`` keeping the *last* row,
     because when vendor pages overlap the later page is the more recent answer. Imported files
-    keep their duplicates (``dedupe=False``) so validation can report them as faults.
+    keep their duplicates and their row order (``dedupe=False, sort=False``) so validation can
+    report those faults with the file's row numbers.
     """
     if df.empty:
         return empty(kind)
@@ -123,7 +127,9 @@ def finish_frame(df: pd.DataFrame, kind: Kind, start: pd.Timestamp | None,
         out = out[out["timestamp"] < end]
     if dedupe:
         out = out.drop_duplicates(subset=["symbol", "timestamp"], keep="last")
-    return out.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
+    if sort:
+        out = out.sort_values(["symbol", "timestamp"], kind="stable")
+    return out.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,6 +170,11 @@ def _log_before_sleep(what: str) -> Callable[[RetryCallState], None]:
     return log
 
 
+def _sleep(seconds: float) -> None:
+    if seconds > 0:  # a zero-wait policy never touches the clock
+        time.sleep(seconds)
+
+
 def call_with_retry(fn: Callable[[], T], policy: RetryPolicy, *, what: str,
                     sleep: Callable[[float], None] | None = None) -> T:
     """Call ``fn()``; retry it on :class:`~app.errors.NetworkError` as ``policy`` says.
@@ -178,7 +189,7 @@ def call_with_retry(fn: Callable[[], T], policy: RetryPolicy, *, what: str,
                                      exp_base=2, jitter=policy.jitter_s),
         retry=retry_if_exception_type(NetworkError),
         before_sleep=_log_before_sleep(what),
-        sleep=sleep or time.sleep,
+        sleep=sleep or _sleep,
         reraise=True,
     )
     return retrying(fn)

@@ -113,7 +113,7 @@ class CcxtSource:
         """
         start_utc, end_utc = utc_range(start, end)
         unified = self._resolve(symbol)
-        if not self._exchange.has.get("fetchFundingRateHistory"):
+        if not getattr(self._exchange, "has", {}).get("fetchFundingRateHistory"):
             raise VendorError(f"{self.name} has no funding-rate history (fetchFundingRateHistory)")
         what = f"{self.name} funding {unified}"
         rows: dict[int, float] = {}

@@ -12,7 +12,10 @@ unambiguous: ISO strings with an offset (as written by pandas for UTC data), nai
 
 A file that cannot be parsed raises :class:`~app.errors.CorruptFileError`; missing columns or
 values that cannot be cast raise :class:`~app.errors.DataValidationError`; both name the file.
-Rows are returned as they are in the files (sorted, duplicates kept) so validation sees every fault.
+
+:meth:`FileSource.read` returns the rows exactly as the files hold them (file order, duplicates
+kept; files in path order), so validation sees every fault and reports the file's row numbers.
+The ``fetch_*`` methods answer a range query: sorted by symbol and timestamp, duplicates kept.
 """
 
 from __future__ import annotations
@@ -94,7 +97,8 @@ class FileSource:
 
     def read(self, symbols: Iterable[str] | None = None, start: TimeLike | None = None,
              end: TimeLike | None = None) -> pd.DataFrame:
-        """Every row (of ``symbols``, in ``[start, end)`` when given) as one canonical frame."""
+        """Every row (of ``symbols``, in ``[start, end)`` when given) as one canonical frame, in
+        file order."""
         wanted = None if symbols is None else list(dict.fromkeys(symbols))
         start_utc = end_utc = None
         if start is not None and end is not None:
@@ -107,14 +111,13 @@ class FileSource:
             only = wanted[0] if wanted is not None and len(wanted) == 1 else None
             frame = self._read_file(path, asked_symbol=only, single_file=len(files) == 1)
             if wanted is not None:
-                frame = frame[frame["symbol"].isin(wanted)]
+                frame = frame[frame["symbol"].astype(str).isin(wanted)]
             frames.append(finish_frame(frame, self._kind, start_utc, end_utc,
-                                       where=str(path), dedupe=False))
+                                       where=str(path), dedupe=False, sort=False))
         frames = [f for f in frames if not f.empty]
         if not frames:
             return empty(self._kind)
-        out = pd.concat(frames, ignore_index=True)
-        return out.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
+        return pd.concat(frames, ignore_index=True)
 
     def symbols(self) -> list[str]:
         """Sorted symbols present in the files."""
@@ -122,17 +125,21 @@ class FileSource:
 
     def fetch_bars(self, symbol: str, timeframe: str, start: TimeLike, end: TimeLike) -> pd.DataFrame:
         self._check(Kind.BARS, timeframe)
-        return self.read([symbol], start, end)
+        return self._sorted(self.read([symbol], start, end))
 
     def fetch_mark_prices(self, symbol: str, timeframe: str, start: TimeLike, end: TimeLike) -> pd.DataFrame:
         self._check(Kind.MARK, timeframe)
-        return self.read([symbol], start, end)
+        return self._sorted(self.read([symbol], start, end))
 
     def fetch_funding_rates(self, symbol: str, start: TimeLike, end: TimeLike) -> pd.DataFrame:
         self._check(Kind.FUNDING, None)
-        return self.read([symbol], start, end)
+        return self._sorted(self.read([symbol], start, end))
 
     # ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
 
     def _check(self, kind: Kind, timeframe: str | None) -> None:
         if self._kind is not kind:

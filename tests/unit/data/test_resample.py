@@ -159,13 +159,11 @@ def test_real_holiday_weeks_and_a_gap_at_a_month_start() -> None:
 
 
 def _perturb_after(bars: pd.DataFrame, t: pd.Timestamp, rng: np.random.Generator) -> pd.DataFrame:
-    out = bars.copy()
-    later = (out["timestamp"] > t).to_numpy()
-    factor = rng.uniform(0.5, 2.0, size=int(later.sum()))
-    for col in ("open", "high", "low", "close"):
-        out.loc[later, col] = out.loc[later, col].to_numpy() * factor
-    out.loc[later, "volume"] = rng.uniform(0, 1e9, size=int(later.sum()))
-    return out
+    later = (bars["timestamp"] > t).to_numpy()
+    factor = np.where(later, rng.uniform(0.5, 2.0, size=len(bars)), 1.0)
+    changed = {col: bars[col].to_numpy() * factor for col in ("open", "high", "low", "close")}
+    changed["volume"] = np.where(later, rng.uniform(0, 1e9, size=len(bars)), bars["volume"].to_numpy())
+    return bars.assign(**changed)
 
 
 @pytest.mark.parametrize("function", [partial_bars_asof, completed_bars_asof])

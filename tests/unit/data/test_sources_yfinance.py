@@ -10,6 +10,7 @@ the recorded bars whose timestamps lie in ``[period1, period2)``, or the last ba
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,6 +53,9 @@ def slice_chart(body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     first, last = (ts[lo], ts[hi - 1]) if keep else (0, -1)
     for kind, events in result.get("events", {}).items():
         result["events"][kind] = {k: v for k, v in events.items() if first <= v["date"] <= last}
+    if not keep:  # Yahoo's shape for a range without bars: no timestamps, empty indicators
+        del result["timestamp"], result["events"]
+        result["indicators"] = {"quote": [{}], "adjclose": [{}]}
     return body
 
 
@@ -172,6 +176,15 @@ def test_sub_range_is_start_inclusive_end_exclusive(yf_cache_dir: Path) -> None:
     calls = len(fake.history_calls("MSFT"))
     assert source.fetch_bars("MSFT", "1d", "2014-06-07 01:00", "2014-06-08").empty
     assert len(fake.history_calls("MSFT")) == calls
+
+
+def test_a_range_without_trading_days_is_empty(yf_cache_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeYahoo()
+    with caplog.at_level(logging.INFO, logger="app.data.sources.yfinance_source"):
+        df = make(fake, yf_cache_dir).fetch_bars("XOM", "1d", "2014-07-04", "2014-07-05")  # holiday
+    assert "no bars" in caplog.text  # yfinance raised YFPricesMissingError; we return empty
+    assert df.empty and list(df.columns) == list(COLUMNS[Kind.BARS])
+    assert len(fake.history_calls("XOM")) == 1
 
 
 def test_many_tickers_in_one_frame(yf_cache_dir: Path) -> None:

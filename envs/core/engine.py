@@ -1,0 +1,433 @@
+"""The one engine: B trading envs stepped at once, in numpy, with autoreset support.
+
+One implementation of the maths, two array types. :meth:`Engine.step` is written once with
+arithmetic, comparisons and a tiny ``ops`` namespace (``take``, ``log``, ``where`` ...):
+
+* ``batched=True``: state is numpy arrays ``[B]`` and ``ops`` is :class:`ArrayOps` -- the
+  vector face; no Python loop over B anywhere in ``step``;
+* ``batched=False``: B = 1 and state is Python floats with :class:`ScalarOps` -- the single-env
+  face. Same code, no per-call numpy overhead (a step costs a few microseconds).
+
+``tests/unit/envs`` prove the two agree step for step (states and observations bit for bit;
+rewards to 1 ulp, ``math.log`` vs ``np.log``).
+
+Execution semantics (every env): the action is chosen on bar t's close; it fills at bar t+1's
+open (:func:`envs.core.costs.fill`: slippage and fee in bps); the position is marked to market
+at bar t+1's close; the reward is computed there; the next observation is bar t+1's.
+
+Extension points (CryptoFutures-v0, Portfolio-v0):
+
+* :meth:`Engine.interpret_action` -- action -> ``(trade, target_weight)``; ``target_weight`` is
+  a signed fraction of equity (``-L..L`` for futures with leverage ``L``).
+* :meth:`Engine.settle` -- after the fill, before marking: funding
+  (:func:`~envs.core.costs.funding_usd`), liquidation on the mark range
+  (:func:`~envs.core.costs.liquidated`); returns ``terminated``.
+* :attr:`Engine.STATE` / :meth:`Engine.initial_state` -- extra per-env state (margin, leverage).
+* ``_reward_<name>`` methods -- more rewards; :meth:`Engine.position_observation` -- more
+  position fields; :meth:`Engine.info` -- more info keys.
+* Portfolio: state ``[B, A]`` for per-asset quantities and ``equity = cash + (qty * px).sum(-1)``
+  (single face with ``batched=True, num_envs=1``: same code, numpy speed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from envs.core import costs, rewards
+from envs.core.market import CLOSE, OPEN, MarketArrays
+from envs.core.observation import (ObservationSpec, market_observation, position_observation,
+                                   prepare_features, validate_bars)
+from envs.core.resample import align_to_calendar
+
+
+class ScalarOps:
+    """Maths on Python floats (B = 1)."""
+
+    batched = False
+    log = staticmethod(math.log)
+    sqrt = staticmethod(math.sqrt)
+    maximum = staticmethod(max)
+    minimum = staticmethod(min)
+
+    @staticmethod
+    def take(column: np.ndarray, row: int) -> float:
+        return column.item(row)
+
+    @staticmethod
+    def where(cond, a, b):
+        return a if cond else b
+
+    @staticmethod
+    def falses(n: int) -> bool:
+        return False
+
+
+class ArrayOps:
+    """Maths on numpy arrays ``[B]``."""
+
+    batched = True
+    log = np.log
+    sqrt = np.sqrt
+    maximum = np.maximum
+    minimum = np.minimum
+    where = staticmethod(np.where)
+
+    @staticmethod
+    def take(column: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return column[rows]
+
+    @staticmethod
+    def falses(n: int) -> np.ndarray:
+        return np.zeros(n, dtype=bool)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineConfig:
+    """Settings every env shares; env configs subclass it. Frozen, validated on construction.
+
+    Attributes:
+        initial_cash_usd: equity at the start of every episode.
+        fee_bps, slippage_bps: see :class:`envs.core.costs.CostModel`.
+        reward: one of :data:`envs.core.rewards.REWARDS`.
+        dsr_eta: adaptation rate of the differential Sharpe ratio.
+        buy_penalty: the ``excess_horizon`` penalty per buy (0.02 = 2 %).
+        window_bars: bars per observation window.
+        episode_bars: steps per episode; None runs to the end of the data (backtests).
+        warmup_bars: bars of history before the first observation (default: window_bars).
+        symbols: the universe (default: every symbol of the market).
+        start_ts_ns, end_ts_ns: restrict observed bars to this time range (UTC ns, inclusive).
+        random_start: sample the start bar (seeded); False starts at the first eligible bar.
+        symbol_order: "random" (seeded) or "sequential" (round robin: batched backtests).
+        precompute_max_mb: precompute every row's market observation if it fits, else gather
+            windows on the fly each step (same function, slower).
+        vector_info: the vector face returns per-env info arrays (RLlib converts them to B
+            dicts each step; turn off for training throughput).
+    """
+
+    initial_cash_usd: float = 10_000.0
+    fee_bps: float = 10.0
+    slippage_bps: float = 5.0
+    reward: str = "log_return"
+    dsr_eta: float = 0.01
+    buy_penalty: float = 0.02
+    window_bars: int = 50
+    episode_bars: int | None = 252
+    warmup_bars: int | None = None
+    symbols: tuple[str, ...] | None = None
+    start_ts_ns: int | None = None
+    end_ts_ns: int | None = None
+    random_start: bool = True
+    symbol_order: str = "random"
+    precompute_max_mb: float = 1024.0
+    vector_info: bool = True
+
+    def _fail(self, name: str, why: str) -> None:
+        raise ValueError(f"{type(self).__name__}.{name}: {why}, got {getattr(self, name)!r}")
+
+    def __post_init__(self) -> None:
+        def number(name: str, low: float, high: float = math.inf) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v < high or not math.isfinite(v):
+                self._fail(name, f"must be a finite number in [{low}, {high})")
+
+        def integer(name: str, low: int, optional: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and optional:
+                return
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                self._fail(name, f"must be an int >= {low}" + (" or None" if optional else ""))
+
+        number("initial_cash_usd", 1e-6)
+        number("fee_bps", 0.0, 10_000.0)
+        number("slippage_bps", 0.0, 10_000.0)
+        number("dsr_eta", 1e-9, 1.0)
+        number("buy_penalty", 0.0)
+        number("precompute_max_mb", 0.0)
+        if self.reward not in rewards.REWARDS:
+            self._fail("reward", f"must be one of {rewards.REWARDS}")
+        integer("window_bars", 1)
+        integer("episode_bars", 1, optional=True)
+        integer("warmup_bars", 1, optional=True)
+        if self.warmup_bars is not None and self.warmup_bars < self.window_bars:
+            self._fail("warmup_bars", f"must be >= window_bars ({self.window_bars})")
+        integer("start_ts_ns", -(2**62), optional=True)
+        integer("end_ts_ns", -(2**62), optional=True)
+        if self.start_ts_ns is not None and self.end_ts_ns is not None and self.end_ts_ns < self.start_ts_ns:
+            self._fail("end_ts_ns", "must be >= start_ts_ns")
+        if self.symbol_order not in ("random", "sequential"):
+            self._fail("symbol_order", "must be 'random' or 'sequential'")
+        if self.symbols is not None:
+            if isinstance(self.symbols, str) or not all(isinstance(s, str) for s in self.symbols):
+                self._fail("symbols", "must be a tuple of symbol names")
+            if len(self.symbols) == 0:
+                self._fail("symbols", "must not be empty")
+
+    @property
+    def cost_model(self) -> costs.CostModel:
+        return costs.CostModel(fee_bps=self.fee_bps, slippage_bps=self.slippage_bps)
+
+    @classmethod
+    def from_mapping(cls, mapping: dict | None = None, **overrides):
+        """Build from a plain mapping (env_config, YAML): unknown keys are a ValueError."""
+        values = {**(mapping or {}), **overrides}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(known)}")
+        if isinstance(values.get("symbols"), list):
+            values["symbols"] = tuple(values["symbols"])
+        return cls(**values)
+
+
+class Engine:
+    """Steps ``num_envs`` trading envs on one market; see the module docstring."""
+
+    STATE: dict[str, type] = {
+        "row": np.int64, "end_row": np.int64, "symbol": np.int64, "steps": np.int64,
+        "bars_held": np.int64, "qty": np.float64, "cash_usd": np.float64,
+        "equity_usd": np.float64, "close_usd": np.float64, "fees_paid_usd": np.float64,
+        "entry_price": np.float64, "entry_index": np.float64, "dsr_mean": np.float64,
+        "dsr_mean_sq": np.float64, "last_fill_price_usd": np.float64, "last_fee_usd": np.float64,
+        "last_trade_qty": np.float64,
+    }
+
+    def __init__(self, market: MarketArrays, config: EngineConfig, spec: ObservationSpec, *,
+                 index: MarketArrays | None = None, num_envs: int = 1, batched: bool = True) -> None:
+        if not isinstance(market, MarketArrays):
+            raise ValueError(f"market: expected MarketArrays, got {type(market).__name__}")
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs: must be an int >= 1, got {num_envs!r}")
+        if not batched and num_envs != 1:
+            raise ValueError("num_envs: the scalar (single-env) engine has exactly 1 env")
+        if spec.window_bars != config.window_bars:
+            raise ValueError("spec.window_bars: must equal config.window_bars")
+        validate_bars("market", market.ts_ns, market.ohlcv, market.offsets)
+        idx_ts = idx_ohlc = None
+        if index is not None:
+            if not isinstance(index, MarketArrays) or index.n_symbols != 1 or len(index.ts_ns) == 0:
+                raise ValueError("index: expected a MarketArrays with exactly one non-empty series")
+            validate_bars("index", index.ts_ns, index.ohlcv)
+            idx_ts, idx_ohlc = index.ts_ns, index.ohlcv
+        self.market, self.index, self.config, self.spec = market, index, config, spec
+        self.num_envs, self.batched = int(num_envs), batched
+        self.ops = ArrayOps if batched else ScalarOps
+        self._fee_rate = config.fee_bps * costs.BPS
+        self._slippage_rate = config.slippage_bps * costs.BPS
+        self._buy_penalty, self._dsr_eta = config.buy_penalty, config.dsr_eta
+        self._base = prepare_features(market.ts_ns, market.ohlcv, market.offsets, spec, idx_ts, idx_ohlc)
+        self._setup_universe(self._base.index_covered)
+        self._tables = self._precompute()
+        sentinel = lambda a: np.append(a, a[-1:])  # noqa: E731  (row t+1 of a finished env)
+        self._open = sentinel(market.ohlcv[:, OPEN].astype(np.float64))
+        self._close = sentinel(market.ohlcv[:, CLOSE].astype(np.float64))
+        if idx_ohlc is not None:
+            aligned, _ = align_to_calendar(market.ts_ns, idx_ts, idx_ohlc)
+            self._index_open, self._index_close = sentinel(aligned[:, 0]), sentinel(aligned[:, 3])
+        else:
+            self._index_open = self._index_close = np.ones(len(market.ts_ns) + 1)
+        self._reward = getattr(self, "_reward_" + config.reward)
+        self._settles = type(self).settle is not Engine.settle
+        pos = position_observation(np.array([0, 1]), np.arange(spec.max_bars_held + 1), spec)
+        self._owned_rows, self._held_rows = pos["owned"][:2], pos["bars_held"]
+        for a in (self._owned_rows, self._held_rows):
+            a.flags.writeable = False
+        self._seq = 0
+        self.reset_state_arrays()
+
+    # --- data -----------------------------------------------------------------------------
+    def _setup_universe(self, covered: np.ndarray) -> None:
+        cfg, m = self.config, self.market
+        warmup = cfg.warmup_bars or cfg.window_bars
+        need = cfg.episode_bars or 1
+        names = cfg.symbols or m.symbols
+        syms, lo, hi = [], [], []
+        for name in names:
+            try:
+                i = m.index_of(name)
+            except KeyError as e:
+                raise ValueError(f"{type(cfg).__name__}.symbols: {e.args[0]}") from None
+            s0, s1 = int(m.offsets[i]), int(m.offsets[i + 1])
+            ts = m.ts_ns[s0:s1]
+            first = s0 + warmup - 1
+            if cfg.start_ts_ns is not None:
+                first = max(first, s0 + int(np.searchsorted(ts, cfg.start_ts_ns, "left")))
+            cov = np.flatnonzero(covered[s0:s1])
+            first = max(first, s0 + int(cov[0]) if len(cov) else s1)
+            last = s1 - 1
+            if cfg.end_ts_ns is not None:
+                last = min(last, s0 + int(np.searchsorted(ts, cfg.end_ts_ns, "right")) - 1)
+            if last - first >= need:
+                syms.append(i), lo.append(first), hi.append(last)
+        if not syms:
+            longest = int(m.lengths.max()) if m.n_symbols else 0
+            raise ValueError(
+                f"window longer than data: no symbol of the universe has warmup_bars ({warmup}) + "
+                f"episode_bars ({cfg.episode_bars}) + 1 bars (within start_ts_ns/end_ts_ns and the "
+                f"index's coverage); the longest series has {longest} bars")
+        self.universe = tuple(m.symbols[i] for i in syms)
+        self._uni_sym = np.array(syms, dtype=np.int64)
+        self._lo, self._hi = np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64)
+
+    def _precompute(self) -> dict[str, np.ndarray] | None:
+        n_rows = len(self.market.ts_ns)
+        if n_rows * self.spec.market_bytes_per_row() > self.config.precompute_max_mb * 2**20:
+            return None
+        tables: dict[str, np.ndarray] = {}
+        for lo in range(0, n_rows, 4096):
+            part = market_observation(self._base, np.arange(lo, min(lo + 4096, n_rows)))
+            for k, v in part.items():
+                if k not in tables:
+                    tables[k] = np.empty((n_rows, *v.shape[1:]), dtype=np.float32)
+                tables[k][lo:lo + len(v)] = v
+        for t in tables.values():
+            t.flags.writeable = False
+        return tables
+
+    # --- episodes -------------------------------------------------------------------------
+    def reset_state_arrays(self) -> None:
+        """Fresh state storage (arrays already handed out in infos are never written again)."""
+        for name, dtype in self.STATE.items():
+            setattr(self, name, np.zeros(self.num_envs, dtype=dtype) if self.batched else dtype(0).item())
+
+    def _sample(self, rng: np.random.Generator, k: int, options: dict | None):
+        cfg = self.config
+        forced = (options or {}).get("symbol")
+        if forced is not None:
+            names = [forced] * k if isinstance(forced, str) else list(forced)
+            if len(names) != k:
+                raise ValueError(f"options['symbol']: need 1 or {k} symbols, got {len(names)}")
+            bad = [s for s in names if s not in self.universe]
+            if bad:
+                raise ValueError(f"options['symbol']: {bad} not in the eligible universe")
+            u = np.array([self.universe.index(s) for s in names], dtype=np.int64)
+        elif cfg.symbol_order == "random":
+            u = rng.integers(len(self.universe), size=k)
+        else:
+            u = (self._seq + np.arange(k)) % len(self.universe)
+            self._seq += k
+        lo, hi = self._lo[u], self._hi[u]
+        last_start = hi - (cfg.episode_bars or 1)
+        start = rng.integers(lo, last_start + 1) if cfg.random_start else lo
+        end = start + cfg.episode_bars if cfg.episode_bars else hi
+        return self._uni_sym[u], start.astype(np.int64), end.astype(np.int64)
+
+    def initial_state(self, symbol: np.ndarray, start: np.ndarray, end: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-env state at the start of an episode, ``[k]`` arrays (subclasses extend)."""
+        k = len(start)
+        cash = np.full(k, float(self.config.initial_cash_usd))
+        zero = np.zeros(k)
+        return {"row": start, "end_row": end, "symbol": symbol, "steps": np.zeros(k, np.int64),
+                "bars_held": np.zeros(k, np.int64), "qty": zero, "cash_usd": cash, "equity_usd": cash,
+                "close_usd": self._close[start], "fees_paid_usd": zero, "entry_price": zero + 1.0,
+                "entry_index": zero + 1.0, "dsr_mean": zero, "dsr_mean_sq": zero,
+                "last_fill_price_usd": zero, "last_fee_usd": zero, "last_trade_qty": zero}
+
+    def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None,
+              options: dict | None = None) -> None:
+        """New episodes for every env (``mask`` None) or where ``mask`` is True (autoreset)."""
+        if mask is None:
+            self.reset_state_arrays()
+            idx = np.arange(self.num_envs)
+        else:
+            idx = np.flatnonzero(mask)
+        init = self.initial_state(*self._sample(rng, len(idx), options))
+        for name, values in init.items():
+            if self.batched:
+                getattr(self, name)[idx] = values
+            else:
+                setattr(self, name, values[0].item())
+
+    # --- stepping -------------------------------------------------------------------------
+    def interpret_action(self, action):
+        """Action -> ``(trade, target_weight)``; default: the action IS the target weight."""
+        return True, action
+
+    def convert_action(self, action):
+        return np.asarray(action) if self.batched else action
+
+    def settle(self, row, cash_usd, qty):
+        """Futures hook: funding and liquidation at ``row``; returns ``(cash, qty, terminated)``."""
+        return cash_usd, qty, self.ops.falses(self.num_envs)
+
+    def step(self, action):
+        """Advance every env one bar; returns ``(reward, terminated, truncated)``."""
+        ops = self.ops
+        r1 = self.row + 1
+        o1 = ops.take(self._open, r1)
+        c1 = ops.take(self._close, r1)
+        qty0, cash0, equity0 = self.qty, self.cash_usd, self.equity_usd
+        trade, weight = self.interpret_action(action)
+        fee_rate, slip_rate = self._fee_rate, self._slippage_rate
+        target = costs.target_qty(weight, cash0 + qty0 * o1, o1, qty0, fee_rate, slip_rate)
+        dq = trade * (target - qty0)
+        price, notional, fee = costs.fill(dq, o1, fee_rate, slip_rate)
+        cash, qty = costs.settle_fill(cash0, qty0, dq, notional, fee)
+        if self._settles:
+            cash, qty, terminated = self.settle(r1, cash, qty)
+        else:
+            terminated = ops.falses(self.num_envs)
+        equity = costs.equity_usd(cash, qty, c1)
+        reward = self._reward(equity0, equity, qty0, qty, o1, c1, r1)
+        self.bars_held = (qty != 0.0) * ((qty0 == 0.0) + (qty0 != 0.0) * (self.bars_held + 1))
+        self.qty, self.cash_usd, self.equity_usd, self.close_usd = qty, cash, equity, c1
+        self.fees_paid_usd = self.fees_paid_usd + fee
+        self.last_fill_price_usd, self.last_fee_usd, self.last_trade_qty = price, fee, dq
+        self.row = r1
+        self.steps = self.steps + 1
+        return reward, terminated, r1 >= self.end_row
+
+    # --- rewards (pure maths in envs.core.rewards) ----------------------------------------
+    def _reward_log_return(self, equity0, equity1, *_):
+        return rewards.log_return(equity0, equity1, self.ops)
+
+    def _reward_linear_return(self, equity0, equity1, *_):
+        return rewards.linear_return(equity0, equity1, self.config.initial_cash_usd)
+
+    def _reward_excess_log_return(self, equity0, equity1, qty0, qty1, open1, close1, r1):
+        take = self.ops.take
+        return rewards.excess_log_return(equity0, equity1, take(self._index_close, r1 - 1),
+                                         take(self._index_close, r1), self.ops)
+
+    def _reward_differential_sharpe(self, equity0, equity1, *_):
+        r, self.dsr_mean, self.dsr_mean_sq = rewards.differential_sharpe(
+            equity1 / equity0 - 1.0, self.dsr_mean, self.dsr_mean_sq, self._dsr_eta, self.ops)
+        return r
+
+    def _reward_excess_horizon(self, equity0, equity1, qty0, qty1, open1, close1, r1):
+        ops = self.ops
+        bought = (qty0 <= 0.0) & (qty1 > 0.0)
+        index_open1 = ops.take(self._index_open, r1)
+        self.entry_price = ops.where(bought, open1, self.entry_price)
+        self.entry_index = ops.where(bought, index_open1, self.entry_index)
+        return rewards.excess_horizon(
+            qty0 > 0.0, qty1 > 0.0, bought, self.entry_price, self.entry_index, self.close_usd,
+            open1, close1, ops.take(self._index_close, r1 - 1), index_open1,
+            ops.take(self._index_close, r1), self._buy_penalty)
+
+    # --- observations & info --------------------------------------------------------------
+    def position_observation(self) -> dict[str, np.ndarray]:
+        if self.batched:
+            return position_observation(self.qty != 0.0, self.bars_held, self.spec)
+        held = self.bars_held if self.bars_held < len(self._held_rows) else -1
+        return {"owned": self._owned_rows[1 if self.qty != 0.0 else 0], "bars_held": self._held_rows[held]}
+
+    def observe(self) -> dict[str, np.ndarray]:
+        """Observation at each env's current bar (views of read-only tables in scalar mode)."""
+        rows = self.row
+        if self._tables is not None:
+            obs = {k: t[rows] for k, t in self._tables.items()}
+        elif self.batched:
+            obs = market_observation(self._base, rows)
+        else:
+            obs = {k: v[0] for k, v in market_observation(self._base, np.array([rows])).items()}
+        obs.update(self.position_observation())
+        return obs
+
+    def info(self) -> dict:
+        """Accounting after the last step (arrays in batched mode; never written again)."""
+        return {"equity_usd": self.equity_usd, "cash_usd": self.cash_usd, "position_qty": self.qty,
+                "fees_paid_usd": self.fees_paid_usd, "fill_price_usd": self.last_fill_price_usd,
+                "fee_usd": self.last_fee_usd, "trade_qty": self.last_trade_qty, "bar_row": self.row}

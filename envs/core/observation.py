@@ -1,0 +1,240 @@
+"""THE observation builder: arrays + position state at bar t -> the observation dict.
+
+Training, backtests, Serve and the trader build observations with these functions only, so what
+the policy saw in training is what it sees live. Two entry points share one code path:
+
+* :func:`build_observation` -- one plain window of recent bars (Serve, the trader): the
+  observation at the window's LAST bar.
+* :func:`prepare_features` + :func:`market_observation` -- the same maths batched over many rows
+  of a multi-symbol market (the envs precompute or gather with them).
+
+Layout (``w = spec.window_bars``, all float32, oldest first, newest last):
+
+* ``{bar_name}_hloc`` ``[w, 4]``: the last ``w`` bars as High, Low, Open, Close;
+* ``weekly_hloc`` / ``monthly_hloc`` ``[w, 4]``: the last ``w`` calendar periods, the newest
+  one PARTIAL (built from the bars up to t only, see :mod:`envs.core.resample`);
+* ``index_hloc`` ``[w, 4]``: the market index on the same calendar;
+* ``{bar_name}_volume`` / ``weekly_volume`` ``[w]``: volume over its window mean (0 if the
+  window has no volume), so it lies in ``[0, w]``;
+* ``owned`` ``[1]`` (0/1) and ``bars_held`` ``[1]`` (bars since the position was opened, 0 flat).
+
+Prices are ``log(price / latest close)`` (the index relative to ITS latest close), clipped to
+``+-spec.clip_log_ratio``. Before a series has ``w`` bars/periods the oldest one is repeated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from gymnasium import spaces as gym_spaces
+
+from envs.core import spaces
+from envs.core.market import CLOSE, HIGH, LOW, OPEN, VOLUME
+from envs.core.resample import (PERIODS, PartialBars, align_to_calendar, partial_bars,
+                                period_window_rows, window_rows)
+
+HLOC = (HIGH, LOW, OPEN, CLOSE)
+PERIOD_NAMES = {"D": "daily", "W": "weekly", "M": "monthly"}
+POSITION_KEYS = ("owned", "bars_held")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObservationSpec:
+    """What the observation contains.
+
+    Attributes:
+        window_bars: bars (and periods) per window.
+        bar_name: key prefix of the raw bars ("daily" for daily data, "hourly" for 1h bars).
+        periods: calendar periods ("D", "W", "M") resampled into partial bars.
+        volume_periods: periods whose volume window is observed (besides the raw bars').
+        with_index: include the market index window.
+        clip_log_ratio: bound of the price log ratios.
+        max_bars_held: bound of ``bars_held``.
+    """
+
+    window_bars: int = 50
+    bar_name: str = "daily"
+    periods: tuple[str, ...] = ("W", "M")
+    volume_periods: tuple[str, ...] = ("W",)
+    with_index: bool = True
+    clip_log_ratio: float = 10.0
+    max_bars_held: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.window_bars, int) or self.window_bars < 1:
+            raise ValueError(f"ObservationSpec.window_bars: must be an int >= 1, got {self.window_bars!r}")
+        for name in ("periods", "volume_periods"):
+            bad = [p for p in getattr(self, name) if p not in PERIODS]
+            if bad:
+                raise ValueError(f"ObservationSpec.{name}: unknown periods {bad}, expected {PERIODS}")
+        if not set(self.volume_periods) <= set(self.periods):
+            raise ValueError("ObservationSpec.volume_periods: must be a subset of periods")
+        if not self.clip_log_ratio > 0:
+            raise ValueError(f"ObservationSpec.clip_log_ratio: must be > 0, got {self.clip_log_ratio}")
+        if self.max_bars_held < 1:
+            raise ValueError(f"ObservationSpec.max_bars_held: must be >= 1, got {self.max_bars_held}")
+
+    def fields(self) -> dict[str, tuple[tuple[int, ...], float, float]]:
+        """``{key: (shape, low, high)}`` of every observation field, in order."""
+        w, c = self.window_bars, float(self.clip_log_ratio)
+        out: dict[str, tuple[tuple[int, ...], float, float]] = {f"{self.bar_name}_hloc": ((w, 4), -c, c)}
+        for p in self.periods:
+            out[f"{PERIOD_NAMES[p]}_hloc"] = ((w, 4), -c, c)
+        if self.with_index:
+            out["index_hloc"] = ((w, 4), -c, c)
+        out[f"{self.bar_name}_volume"] = ((w,), 0.0, float(w))
+        for p in self.volume_periods:
+            out[f"{PERIOD_NAMES[p]}_volume"] = ((w,), 0.0, float(w))
+        out["owned"] = ((1,), 0.0, 1.0)
+        out["bars_held"] = ((1,), 0.0, float(self.max_bars_held))
+        return out
+
+    def market_bytes_per_row(self) -> int:
+        """float32 bytes of the market part of one observation (precompute budget)."""
+        return 4 * sum(int(np.prod(s)) for k, (s, _, _) in self.fields().items() if k not in POSITION_KEYS)
+
+
+def observation_space(spec: ObservationSpec) -> gym_spaces.Dict:
+    return spaces.dict_space(spec.fields())
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureBase:
+    """Per-row arrays (O(rows) memory) from which any row's observation is gathered."""
+
+    spec: ObservationSpec
+    series_start: np.ndarray      # int64 [R]: first row of the row's series
+    log_close: np.ndarray         # float64 [R]
+    log_hloc: np.ndarray          # float64 [R, 4]
+    volume: np.ndarray            # float64 [R]
+    periods: dict[str, tuple[PartialBars, np.ndarray]]  # period -> (bars, log HLOC [R, 4])
+    index_log_hloc: np.ndarray | None   # float64 [R, 4] on the rows' calendar
+    index_covered: np.ndarray           # bool [R]: the index had started at the row
+
+
+def prepare_features(ts_ns: np.ndarray, ohlcv: np.ndarray, offsets: np.ndarray, spec: ObservationSpec,
+                     index_ts_ns: np.ndarray | None = None, index_ohlc: np.ndarray | None = None,
+                     ) -> FeatureBase:
+    """Per-row base arrays of a CSR market (validated upstream: finite, positive prices).
+
+    ``index_ohlc`` has O,H,L,C(,V) columns on its own timestamps ``index_ts_ns``; it is aligned
+    causally to every series' calendar. Without an index, the index is flat.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    lengths = np.diff(offsets)
+    series_start = np.repeat(offsets[:-1], lengths)
+    log_ohlc = np.log(ohlcv[:, :4])
+    periods = {}
+    for p in spec.periods:
+        bars = partial_bars(ts_ns, ohlcv, offsets, p)
+        periods[p] = (bars, np.log(bars.ohlcv[:, HLOC]))
+    index_log_hloc, covered = None, np.ones(len(ts_ns), dtype=bool)
+    if spec.with_index:
+        if index_ohlc is None:
+            index_log_hloc = np.zeros((len(ts_ns), 4))
+        else:
+            aligned, covered = align_to_calendar(ts_ns, index_ts_ns, np.asarray(index_ohlc, dtype=np.float64))
+            index_log_hloc = np.log(aligned[:, HLOC])
+    return FeatureBase(spec, series_start, np.ascontiguousarray(log_ohlc[:, CLOSE]),
+                       np.ascontiguousarray(log_ohlc[:, HLOC]),
+                       np.asarray(ohlcv[:, VOLUME], dtype=np.float64), periods, index_log_hloc, covered)
+
+
+def _log_ratio(log_hloc: np.ndarray, src: np.ndarray, log_ref: np.ndarray, clip: float) -> np.ndarray:
+    out = log_hloc[src]
+    out -= log_ref[:, None, None]
+    np.clip(out, -clip, clip, out=out)
+    return out.astype(np.float32)
+
+
+def _relative_volume(volume: np.ndarray, src: np.ndarray) -> np.ndarray:
+    v = volume[src]
+    mean = v.mean(axis=1, keepdims=True)
+    rel = np.divide(v, mean, out=np.zeros_like(v), where=mean > 0)
+    np.clip(rel, 0.0, float(src.shape[1]), out=rel)
+    return rel.astype(np.float32)
+
+
+def market_observation(base: FeatureBase, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Market part of the observation at each of ``rows`` (int array ``[n]``), batched ``[n, ...]``."""
+    spec = base.spec
+    rows = np.asarray(rows, dtype=np.int64)
+    w, clip = spec.window_bars, spec.clip_log_ratio
+    raw_src = window_rows(rows, base.series_start, w)
+    log_close = base.log_close[rows]
+    out = {f"{spec.bar_name}_hloc": _log_ratio(base.log_hloc, raw_src, log_close, clip)}
+    period_src = {}
+    for p, (bars, log_hloc) in base.periods.items():
+        period_src[p] = period_window_rows(rows, bars, w)
+        out[f"{PERIOD_NAMES[p]}_hloc"] = _log_ratio(log_hloc, period_src[p], log_close, clip)
+    if base.index_log_hloc is not None:
+        out["index_hloc"] = _log_ratio(base.index_log_hloc, raw_src, base.index_log_hloc[rows, 3], clip)
+    out[f"{spec.bar_name}_volume"] = _relative_volume(base.volume, raw_src)
+    for p in spec.volume_periods:
+        out[f"{PERIOD_NAMES[p]}_volume"] = _relative_volume(base.periods[p][0].ohlcv[:, VOLUME], period_src[p])
+    return out
+
+
+def position_observation(owned: np.ndarray, bars_held: np.ndarray, spec: ObservationSpec) -> dict[str, np.ndarray]:
+    """Position part, batched ``[n, 1]``: whether a position is owned and bars since it was opened."""
+    owned = np.asarray(owned).reshape(-1, 1)
+    held = np.minimum(np.asarray(bars_held).reshape(-1, 1), spec.max_bars_held)
+    return {"owned": owned.astype(np.float32), "bars_held": held.astype(np.float32)}
+
+
+def validate_bars(name: str, ts_ns: np.ndarray, ohlcv: np.ndarray, offsets: np.ndarray | None = None) -> None:
+    """Clear errors for arrays an env or the builder cannot use (NaN, non-positive prices, ...)."""
+    ts_ns, ohlcv = np.asarray(ts_ns), np.asarray(ohlcv)
+    if ohlcv.ndim != 2 or ohlcv.shape[1] < 4 or len(ohlcv) != len(ts_ns):
+        raise ValueError(f"{name}: ohlcv must be [len(ts_ns)={len(ts_ns)}, >=4], got shape {ohlcv.shape}")
+    finite = np.isfinite(ohlcv).all(axis=1)
+    if not finite.all():
+        r = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"{name}: NaN or inf in ohlcv at row {r} (ts_ns={int(ts_ns[r])})")
+    bad = (ohlcv[:, :4] <= 0).any(axis=1)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}: prices must be > 0, row {r} has {ohlcv[r, :4].tolist()}")
+    if ohlcv.shape[1] > VOLUME and (ohlcv[:, VOLUME] < 0).any():
+        r = int(np.flatnonzero(ohlcv[:, VOLUME] < 0)[0])
+        raise ValueError(f"{name}: volume must be >= 0, row {r} has {ohlcv[r, VOLUME]}")
+    step = np.diff(np.asarray(ts_ns, dtype=np.int64))
+    if offsets is not None and len(step):
+        cuts = np.asarray(offsets[1:-1], dtype=np.int64)
+        step[cuts[(cuts > 0) & (cuts < len(ts_ns))] - 1] = 1  # series boundaries may go back
+    if (step <= 0).any():
+        r = int(np.flatnonzero(step <= 0)[0]) + 1
+        raise ValueError(f"{name}: ts_ns must strictly increase within a series (row {r})")
+
+
+def build_observation(ts_ns: np.ndarray, ohlcv: np.ndarray, *, spec: ObservationSpec | None = None,
+                      index_ts_ns: np.ndarray | None = None, index_ohlc: np.ndarray | None = None,
+                      owned: bool = False, bars_held: int = 0) -> dict[str, np.ndarray]:
+    """Observation at the LAST bar of a plain window of recent bars (one symbol), unbatched.
+
+    Exactly what the envs return at that bar when the window holds the series from its start,
+    or at least enough bars that every observed period is complete in the window (for monthly
+    windows: the bars since the start of the month ``window_bars`` months back). The index
+    bars need not share the window's timestamps: they are aligned causally.
+    """
+    spec = spec or ObservationSpec()
+    ts_ns = np.asarray(ts_ns, dtype=np.int64)
+    ohlcv = np.asarray(ohlcv, dtype=np.float64)
+    if ohlcv.ndim == 2 and ohlcv.shape[1] == 4:
+        ohlcv = np.column_stack([ohlcv, np.zeros(len(ohlcv))])
+    validate_bars("build_observation.ohlcv", ts_ns, ohlcv)
+    if len(ts_ns) < spec.window_bars:
+        raise ValueError(f"build_observation: window_bars={spec.window_bars} is longer than the "
+                         f"{len(ts_ns)} bars given")
+    if spec.with_index and index_ohlc is not None:
+        if index_ts_ns is None:
+            raise ValueError("build_observation.index_ts_ns: required with index_ohlc")
+        validate_bars("build_observation.index_ohlc", index_ts_ns, index_ohlc)
+        if index_ts_ns[0] > ts_ns[-1]:
+            raise ValueError("build_observation.index_ohlc: the index starts after the last bar")
+    base = prepare_features(ts_ns, ohlcv, np.array([0, len(ts_ns)]), spec, index_ts_ns, index_ohlc)
+    row = np.array([len(ts_ns) - 1])
+    obs = market_observation(base, row)
+    obs.update(position_observation(np.array([owned]), np.array([bars_held]), spec))
+    return {k: v[0] for k, v in obs.items()}

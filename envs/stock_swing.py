@@ -1,0 +1,155 @@
+"""StockSwing-v0: a swing-trading bot on daily stock bars, long only, one position per symbol.
+
+Execution semantics
+    The action is chosen on bar t's close and fills at bar t+1's open, at the open moved against
+    the trader by ``slippage_bps``, paying ``fee_bps`` of the notional
+    (:func:`envs.core.costs.fill`). A buy spends ``buy_fraction`` of equity including its fee;
+    a sell closes the whole position. The position is marked at bar t+1's close.
+
+Actions
+    * ``mode="buy_only"`` (the original design), ``Discrete(2)``: 0 = stay out, 1 = buy. A bought
+      position is held for ``horizon_bars`` bars (entry open to exit open) and then closed by the
+      env; actions while holding are ignored.
+    * ``mode="swing"``, ``Discrete(3)``: 0 = hold, 1 = buy (if flat), 2 = sell (if owned).
+
+Observation (Dict of float32, see :mod:`envs.core.observation`)
+    ``daily_hloc``, ``weekly_hloc``, ``monthly_hloc`` (the newest week/month PARTIAL, from days up
+    to t only), ``index_hloc`` ``[50, 4]`` as log ratios to the latest close; ``daily_volume``,
+    ``weekly_volume`` ``[50]`` over their window mean; ``owned`` and ``bars_held`` ``[1]``.
+
+Rewards (``reward=``): ``excess_horizon`` (default: stock % gain minus index % gain over the hold,
+    minus ``buy_penalty`` per buy, delivered per bar), ``log_return``, ``linear_return`` (PnL over
+    initial equity), ``excess_log_return`` (over the index), ``differential_sharpe``.
+
+Episodes
+    Each reset samples a symbol of the universe and a start bar (seeded) and runs
+    ``episode_bars`` steps (truncation); ``episode_bars=None, random_start=False`` with
+    ``symbols``/``start_ts_ns``/``end_ts_ns`` runs a fixed backtest range;
+    ``reset(options={"symbol": ...})`` forces the symbol. Never terminates.
+
+Inputs
+    ``market`` (:class:`~envs.core.market.MarketArrays`, daily bars) and ``index`` (one series,
+    aligned causally to each symbol's calendar; flat if omitted). Without a market a synthetic one
+    is generated (``synthetic``, ``market_seed``) so ``gym.make`` works with no arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from envs.core import spaces
+from envs.core.engine import Engine, EngineConfig
+from envs.core.market import MarketArrays
+from envs.core.observation import ObservationSpec, observation_space
+from envs.vector import EngineEnv, EngineVectorEnv
+
+MODES = ("buy_only", "swing")
+HOLD, BUY, SELL = 0, 1, 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class StockSwingConfig(EngineConfig):
+    """StockSwing settings (plus every :class:`~envs.core.engine.EngineConfig` field).
+
+    Attributes:
+        mode: "buy_only" or "swing".
+        horizon_bars: holding period of a buy in buy_only mode.
+        buy_fraction: share of equity a buy spends (fee included).
+        clip_log_ratio: bound of the price log ratios in the observation.
+        synthetic: market generated when none is given ("gbm", "mean_reversion", "trend").
+        market_seed: seed of that synthetic market.
+    """
+
+    reward: str = "excess_horizon"
+    mode: str = "buy_only"
+    horizon_bars: int = 20
+    buy_fraction: float = 1.0
+    clip_log_ratio: float = 10.0
+    synthetic: str = "gbm"
+    market_seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mode not in MODES:
+            self._fail("mode", f"must be one of {MODES}")
+        if isinstance(self.horizon_bars, bool) or not isinstance(self.horizon_bars, int) or self.horizon_bars < 1:
+            self._fail("horizon_bars", "must be an int >= 1")
+        if not isinstance(self.buy_fraction, (int, float)) or not 0 < self.buy_fraction <= 1:
+            self._fail("buy_fraction", "must be in (0, 1]")
+        if not isinstance(self.clip_log_ratio, (int, float)) or not math.isfinite(self.clip_log_ratio) \
+                or self.clip_log_ratio <= 0:
+            self._fail("clip_log_ratio", "must be a finite number > 0")
+        if self.synthetic not in ("gbm", "mean_reversion", "trend"):
+            self._fail("synthetic", "must be 'gbm', 'mean_reversion' or 'trend'")
+        if isinstance(self.market_seed, bool) or not isinstance(self.market_seed, int) or self.market_seed < 0:
+            self._fail("market_seed", "must be an int >= 0")
+
+    def observation_spec(self, max_bars_held: int) -> ObservationSpec:
+        return ObservationSpec(window_bars=self.window_bars, clip_log_ratio=float(self.clip_log_ratio),
+                               max_bars_held=max_bars_held)
+
+
+class StockSwingEngine(Engine):
+    """The engine with StockSwing's action semantics (both modes share one ``step``)."""
+
+    def __init__(self, market: MarketArrays, config: StockSwingConfig, **kwargs) -> None:
+        spec = config.observation_spec(max(int(market.lengths.max()), config.horizon_bars))
+        super().__init__(market, config, spec, **kwargs)
+        self.single_observation_space = observation_space(spec)
+        self.single_action_space = spaces.discrete(2 if config.mode == "buy_only" else 3)
+        self._swing = config.mode == "swing"
+        self._horizon = config.horizon_bars
+        self._fraction = float(config.buy_fraction)
+
+    def convert_action(self, action):
+        return super().convert_action(action) if self.batched else int(action)
+
+    def interpret_action(self, action):
+        qty = self.qty
+        buy = (action == BUY) & (qty <= 0.0)
+        if self._swing:
+            sell = (action == SELL) & (qty > 0.0)
+        else:
+            sell = (qty > 0.0) & (self.bars_held >= self._horizon)
+        return buy | sell, buy * self._fraction
+
+
+def _resolve(market: MarketArrays | None, index: MarketArrays | None, config: StockSwingConfig | None,
+             overrides: Mapping) -> tuple[MarketArrays, MarketArrays | None, StockSwingConfig]:
+    if config is None:
+        config = StockSwingConfig.from_mapping(dict(overrides))
+    elif overrides:
+        StockSwingConfig.from_mapping(dict(overrides))  # names unknown keys clearly
+        config = replace(config, **overrides)
+    if market is None:
+        from envs import synthetic  # lazy: only when no market is given
+
+        generated = synthetic.generate(config.synthetic, seed=config.market_seed)
+        market, index = generated.market, generated.index if index is None else index
+    return market, index, config
+
+
+class StockSwingEnv(EngineEnv):
+    __doc__ = __doc__
+
+    def __init__(self, market: MarketArrays | None = None, index: MarketArrays | None = None,
+                 config: StockSwingConfig | None = None, render_mode: str | None = None, **overrides) -> None:
+        if render_mode is not None:
+            raise ValueError(f"render_mode: StockSwingEnv does not render, got {render_mode!r}")
+        market, index, config = _resolve(market, index, config, overrides)
+        super().__init__(StockSwingEngine(market, config, index=index, num_envs=1, batched=False))
+        self.config = config
+
+
+class StockSwingVectorEnv(EngineVectorEnv):
+    """StockSwing-v0 as a native VectorEnv of ``num_envs`` envs (one numpy engine)."""
+
+    def __init__(self, num_envs: int = 1, market: MarketArrays | None = None, index: MarketArrays | None = None,
+                 config: StockSwingConfig | None = None, render_mode: str | None = None, **overrides) -> None:
+        if render_mode is not None:
+            raise ValueError(f"render_mode: StockSwingVectorEnv does not render, got {render_mode!r}")
+        market, index, config = _resolve(market, index, config, overrides)
+        super().__init__(StockSwingEngine(market, config, index=index, num_envs=num_envs, batched=True))
+        self.config = config

@@ -1,0 +1,102 @@
+"""The two faces of an :class:`~envs.core.engine.Engine`.
+
+* :class:`EngineVectorEnv` -- a native ``gymnasium.vector.VectorEnv`` over a batched engine
+  (what RLlib's ``gym_env_vectorize_mode="vector_entry_point"`` wants). Autoreset mode is
+  ``NEXT_STEP`` (gymnasium's default, the one RLlib handles): the step after an episode ends
+  returns the first observation of the next episode with reward 0, and ignores that env's action.
+* :class:`EngineEnv` -- a ``gymnasium.Env`` over a B = 1 scalar engine (same ``step`` code).
+
+Both draw randomness only from the generator seeded by ``reset(seed=...)``; with the same seed a
+vector face of one env and the single face produce the same episodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from envs.core.engine import Engine
+from envs.core.spaces import batch_space
+
+
+class EngineEnv(gym.Env):
+    """Single-env face. Observations are read-only views of the engine's precomputed tables."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, engine: Engine) -> None:
+        if engine.batched or engine.num_envs != 1:
+            raise ValueError("EngineEnv: needs a scalar engine (batched=False, num_envs=1)")
+        self.engine = engine
+        self.observation_space = engine.single_observation_space
+        self.action_space = engine.single_action_space
+        self._needs_reset = True
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.engine.reset(self.np_random, None, options)
+        self._needs_reset = False
+        return self.engine.observe(), self.engine.info()
+
+    def step(self, action):
+        if self._needs_reset:
+            raise RuntimeError("step() called before reset() or after the episode ended")
+        engine = self.engine
+        reward, terminated, truncated = engine.step(engine.convert_action(action))
+        self._needs_reset = terminated or truncated
+        return engine.observe(), reward, terminated, truncated, engine.info()
+
+
+class EngineVectorEnv(VectorEnv):
+    """Vector face: ``num_envs`` envs stepped by one numpy engine, NEXT_STEP autoreset."""
+
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(self, engine: Engine) -> None:
+        if not engine.batched:
+            raise ValueError("EngineVectorEnv: needs a batched engine")
+        self.engine = engine
+        self.num_envs = engine.num_envs
+        self.single_observation_space = engine.single_observation_space
+        self.single_action_space = engine.single_action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._with_info = engine.config.vector_info
+        self._needs_reset = True
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        if seed is not None:
+            self._np_random, self._np_random_seed = seeding.np_random(
+                seed if isinstance(seed, int) else int(np.random.SeedSequence(list(seed)).generate_state(1)[0]))
+        self.engine.reset(self.np_random, None, options)
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._needs_reset = False
+        return self.engine.observe(), self._info()
+
+    def step(self, actions):
+        if self._needs_reset:
+            raise RuntimeError("step() called before reset()")
+        engine = self.engine
+        reward, terminated, truncated = engine.step(engine.convert_action(actions))
+        if self._autoreset.any():
+            fresh = self._autoreset
+            engine.reset(self.np_random, fresh)
+            keep = ~fresh
+            reward = reward * keep
+            terminated = terminated & keep
+            truncated = truncated & keep
+        self._autoreset = terminated | truncated
+        return engine.observe(), reward, terminated, truncated, self._info()
+
+    def _info(self) -> dict:
+        return self.engine.info() if self._with_info else {}
+
+    def call(self, name: str, *args, **kwargs):
+        """``VectorEnv.call`` for curriculum hooks (``set_task``): the engine or env attribute."""
+        target = getattr(self, name) if hasattr(self, name) else getattr(self.engine, name)
+        return target(*args, **kwargs) if callable(target) else target
