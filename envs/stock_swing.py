@@ -132,8 +132,6 @@ def _resolve(market: MarketArrays | None, index: MarketArrays | None, config: St
 
 
 class StockSwingEnv(EngineEnv):
-    __doc__ = __doc__
-
     def __init__(self, market: MarketArrays | None = None, index: MarketArrays | None = None,
                  config: StockSwingConfig | None = None, render_mode: str | None = None, **overrides) -> None:
         if render_mode is not None:
@@ -153,3 +151,6 @@ class StockSwingVectorEnv(EngineVectorEnv):
         market, index, config = _resolve(market, index, config, overrides)
         super().__init__(StockSwingEngine(market, config, index=index, num_envs=num_envs, batched=True))
         self.config = config
+
+
+StockSwingEnv.__doc__ = __doc__  # the env documents its semantics (gymnasium convention)
