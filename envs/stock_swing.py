@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from envs.core import spaces
 from envs.core.engine import Engine, EngineConfig
@@ -102,18 +102,27 @@ class StockSwingEngine(Engine):
         self._swing = config.mode == "swing"
         self._horizon = config.horizon_bars
         self._fraction = float(config.buy_fraction)
-
-    def convert_action(self, action):
-        return super().convert_action(action) if self.batched else int(action)
+        if not self.batched:
+            self.convert_action = int  # Discrete action -> Python int (hot path of the single face)
+        if type(self).interpret_action is StockSwingEngine.interpret_action:
+            self.interpret_action = self._swing_action if self._swing else self._buy_only_action
 
     def interpret_action(self, action):
+        """Action -> ``(trade, target_weight)`` in the configured mode (bound directly in
+        ``__init__`` to skip this dispatch on the hot path)."""
+        return self._swing_action(action) if self._swing else self._buy_only_action(action)
+
+    def _buy_only_action(self, action):
+        """Buy if flat; a position is closed by the env once held ``horizon_bars`` bars."""
         qty = self.qty
         buy = (action == BUY) & (qty <= 0.0)
-        if self._swing:
-            sell = (action == SELL) & (qty > 0.0)
-        else:
-            sell = (qty > 0.0) & (self.bars_held >= self._horizon)
-        return buy | sell, buy * self._fraction
+        return buy | ((qty > 0.0) & (self.bars_held >= self._horizon)), buy * self._fraction
+
+    def _swing_action(self, action):
+        """Buy if flat, sell if owned, else hold."""
+        qty = self.qty
+        buy = (action == BUY) & (qty <= 0.0)
+        return buy | ((action == SELL) & (qty > 0.0)), buy * self._fraction
 
 
 def _resolve(market: MarketArrays | None, index: MarketArrays | None, config: StockSwingConfig | None,
@@ -121,8 +130,7 @@ def _resolve(market: MarketArrays | None, index: MarketArrays | None, config: St
     if config is None:
         config = StockSwingConfig.from_mapping(dict(overrides))
     elif overrides:
-        StockSwingConfig.from_mapping(dict(overrides))  # names unknown keys clearly
-        config = replace(config, **overrides)
+        config = config.with_overrides(**overrides)
     if market is None:
         from envs import synthetic  # lazy: only when no market is given
 

@@ -32,15 +32,24 @@ Extension points (CryptoFutures-v0, Portfolio-v0):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
+from functools import partial
 
 import numpy as np
 
 from envs.core import costs, rewards
 from envs.core.market import CLOSE, OPEN, MarketArrays
-from envs.core.observation import (ObservationSpec, market_observation, position_observation,
-                                   prepare_features, validate_bars)
+from envs.core.observation import (
+    POSITION_KEYS,
+    ObservationSpec,
+    market_observation,
+    position_observation,
+    prepare_features,
+    validate_bars,
+)
 from envs.core.resample import align_to_calendar
+
+ROW_VIEWS_BYTES = 1_400  # Python objects per row of the scalar face's view cache (measured ~1.3 kB)
 
 
 class ScalarOps:
@@ -60,10 +69,6 @@ class ScalarOps:
     def where(cond, a, b):
         return a if cond else b
 
-    @staticmethod
-    def falses(n: int) -> bool:
-        return False
-
 
 class ArrayOps:
     """Maths on numpy arrays ``[B]``."""
@@ -78,10 +83,6 @@ class ArrayOps:
     @staticmethod
     def take(column: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return column[rows]
-
-    @staticmethod
-    def falses(n: int) -> np.ndarray:
-        return np.zeros(n, dtype=bool)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,6 +170,13 @@ class EngineConfig:
     def cost_model(self) -> costs.CostModel:
         return costs.CostModel(fee_bps=self.fee_bps, slippage_bps=self.slippage_bps)
 
+    def with_overrides(self, **overrides):
+        """A copy with ``overrides`` applied (validated; unknown names are a ValueError)."""
+        unknown = sorted(set(overrides) - {f.name for f in fields(self)})
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: unknown field(s) {unknown}")
+        return replace(self, **overrides)
+
     @classmethod
     def from_mapping(cls, mapping: dict | None = None, **overrides):
         """Build from a plain mapping (env_config, YAML): unknown keys are a ValueError."""
@@ -191,7 +199,6 @@ class Engine:
         "equity_usd": np.float64, "close_usd": np.float64, "fees_paid_usd": np.float64,
         "entry_price": np.float64, "entry_index": np.float64, "dsr_mean": np.float64,
         "dsr_mean_sq": np.float64, "last_fill_price_usd": np.float64, "last_fee_usd": np.float64,
-        "last_trade_qty": np.float64,
     }
 
     def __init__(self, market: MarketArrays, config: EngineConfig, spec: ObservationSpec, *,
@@ -228,12 +235,33 @@ class Engine:
             self._index_open, self._index_close = sentinel(aligned[:, 0]), sentinel(aligned[:, 3])
         else:
             self._index_open = self._index_close = np.ones(len(market.ts_ns) + 1)
+        pick = "__getitem__" if batched else "item"  # arrays gather; scalars get Python floats
+        self._take_open, self._take_close = getattr(self._open, pick), getattr(self._close, pick)
+        self._take_index_open = getattr(self._index_open, pick)
+        self._take_index_close = getattr(self._index_close, pick)
+        self._falses = partial(np.zeros, self.num_envs, dtype=bool) if batched else bool  # bool() is False
         self._reward = getattr(self, "_reward_" + config.reward)
         self._settles = type(self).settle is not Engine.settle
         pos = position_observation(np.array([0, 1]), np.arange(spec.max_bars_held + 1), spec)
-        self._owned_rows, self._held_rows = pos["owned"][:2], pos["bars_held"]
-        for a in (self._owned_rows, self._held_rows):
+        for a in pos.values():
             a.flags.writeable = False
+        # pre-made read-only views: the scalar face indexes a tuple instead of an array
+        self._owned_rows, self._held_rows = tuple(pos["owned"][:2]), tuple(pos["bars_held"])
+        self._n_held = len(self._held_rows)
+        self._table_items = tuple(self._tables.items()) if self._tables is not None else ()
+        self._row_views = None
+        n_rows = len(market.ts_ns)
+        if (not batched and self._tables is not None and n_rows * (spec.market_bytes_per_row()
+                + ROW_VIEWS_BYTES) <= config.precompute_max_mb * 2**20):
+            # one dict of read-only row views per row: a step copies a dict instead of making views
+            keys, tables = tuple(self._tables), tuple(self._tables.values())
+            flat = (self._owned_rows[0], self._held_rows[0])  # position keys, overwritten per step
+            self._row_views = [dict(zip(keys + POSITION_KEYS, views + flat, strict=True))
+                               for views in zip(*tables, strict=True)]
+        cls = type(self)
+        if (not batched and self._tables is not None and cls.observe is Engine.observe
+                and cls.position_observation is Engine.position_observation):
+            self.observe = self._observe_scalar  # hot path of the single-env face
         self._seq = 0
         self.reset_state_arrays()
 
@@ -265,26 +293,40 @@ class Engine:
             longest = int(m.lengths.max()) if m.n_symbols else 0
             raise ValueError(
                 f"window longer than data: no symbol of the universe has warmup_bars ({warmup}) + "
-                f"episode_bars ({cfg.episode_bars}) + 1 bars (within start_ts_ns/end_ts_ns and the "
+                f"episode_bars ({cfg.episode_bars or 1}) bars (within start_ts_ns/end_ts_ns and the "
                 f"index's coverage); the longest series has {longest} bars")
         self.universe = tuple(m.symbols[i] for i in syms)
         self._uni_sym = np.array(syms, dtype=np.int64)
         self._lo, self._hi = np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64)
 
     def _precompute(self) -> dict[str, np.ndarray] | None:
+        """Every row's market observation, read-only: for the batched engine ONE float32 table
+        ``[R, F]`` (a step gathers contiguous rows with a single ``np.take``); for the scalar
+        engine one contiguous table per field (a step takes cheap row views)."""
         n_rows = len(self.market.ts_ns)
         if n_rows * self.spec.market_bytes_per_row() > self.config.precompute_max_mb * 2**20:
             return None
-        tables: dict[str, np.ndarray] = {}
+        layout, width = {}, 0
+        for key, (shape, _, _) in self.spec.fields().items():
+            if key not in POSITION_KEYS:
+                size = int(np.prod(shape))
+                layout[key] = (width, width + size, shape)
+                width += size
+        if self.batched:
+            table = np.empty((n_rows, width), dtype=np.float32)
+            views = {k: table[:, a:b].reshape(n_rows, *shape) for k, (a, b, shape) in layout.items()}
+        else:
+            table = None
+            views = {k: np.empty((n_rows, *shape), dtype=np.float32) for k, (_, _, shape) in layout.items()}
         for lo in range(0, n_rows, 4096):
             part = market_observation(self._base, np.arange(lo, min(lo + 4096, n_rows)))
-            for k, v in part.items():
-                if k not in tables:
-                    tables[k] = np.empty((n_rows, *v.shape[1:]), dtype=np.float32)
-                tables[k][lo:lo + len(v)] = v
-        for t in tables.values():
-            t.flags.writeable = False
-        return tables
+            for key, view in views.items():
+                view[lo:lo + len(part[key])] = part[key]
+        for view in (table, *views.values()):
+            if view is not None:
+                view.flags.writeable = False
+        self._table, self._layout = table, layout
+        return views
 
     # --- episodes -------------------------------------------------------------------------
     def reset_state_arrays(self) -> None:
@@ -323,7 +365,7 @@ class Engine:
                 "bars_held": np.zeros(k, np.int64), "qty": zero, "cash_usd": cash, "equity_usd": cash,
                 "close_usd": self._close[start], "fees_paid_usd": zero, "entry_price": zero + 1.0,
                 "entry_index": zero + 1.0, "dsr_mean": zero, "dsr_mean_sq": zero,
-                "last_fill_price_usd": zero, "last_fee_usd": zero, "last_trade_qty": zero}
+                "last_fill_price_usd": zero, "last_fee_usd": zero}
 
     def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None,
               options: dict | None = None) -> None:
@@ -350,75 +392,79 @@ class Engine:
 
     def settle(self, row, cash_usd, qty):
         """Futures hook: funding and liquidation at ``row``; returns ``(cash, qty, terminated)``."""
-        return cash_usd, qty, self.ops.falses(self.num_envs)
+        return cash_usd, qty, self._falses()
 
     def step(self, action):
-        """Advance every env one bar; returns ``(reward, terminated, truncated)``."""
-        ops = self.ops
+        """Advance every env one bar; returns ``(reward, terminated, truncated)``.
+
+        Accounting identities (``equity = cash + qty * price``, a fill moves ``notional + fee``
+        out of cash) are inline; prices, fees and slippage come from :mod:`envs.core.costs`.
+        """
         r1 = self.row + 1
-        o1 = ops.take(self._open, r1)
-        c1 = ops.take(self._close, r1)
+        o1 = self._take_open(r1)
+        c1 = self._take_close(r1)
         qty0, cash0, equity0 = self.qty, self.cash_usd, self.equity_usd
         trade, weight = self.interpret_action(action)
-        fee_rate, slip_rate = self._fee_rate, self._slippage_rate
-        target = costs.target_qty(weight, cash0 + qty0 * o1, o1, qty0, fee_rate, slip_rate)
-        dq = trade * (target - qty0)
-        price, notional, fee = costs.fill(dq, o1, fee_rate, slip_rate)
-        cash, qty = costs.settle_fill(cash0, qty0, dq, notional, fee)
+        dq, price, notional, fee = costs.rebalance(trade, weight, cash0 + qty0 * o1, qty0, o1,
+                                                   self._fee_rate, self._slippage_rate)
+        cash = cash0 - notional - fee
+        qty = qty0 + dq
         if self._settles:
             cash, qty, terminated = self.settle(r1, cash, qty)
         else:
-            terminated = ops.falses(self.num_envs)
-        equity = costs.equity_usd(cash, qty, c1)
+            terminated = self._falses() if self.batched else False
+        equity = cash + qty * c1
         reward = self._reward(equity0, equity, qty0, qty, o1, c1, r1)
-        self.bars_held = (qty != 0.0) * ((qty0 == 0.0) + (qty0 != 0.0) * (self.bars_held + 1))
+        self.bars_held = (qty != 0.0) * ((qty0 != 0.0) * self.bars_held + 1)  # 1 on the fill bar
         self.qty, self.cash_usd, self.equity_usd, self.close_usd = qty, cash, equity, c1
         self.fees_paid_usd = self.fees_paid_usd + fee
-        self.last_fill_price_usd, self.last_fee_usd, self.last_trade_qty = price, fee, dq
+        self.last_fill_price_usd, self.last_fee_usd = price, fee
         self.row = r1
-        self.steps = self.steps + 1
         return reward, terminated, r1 >= self.end_row
 
     # --- rewards (pure maths in envs.core.rewards) ----------------------------------------
-    def _reward_log_return(self, equity0, equity1, *_):
+    def _reward_log_return(self, equity0, equity1, qty0, qty1, open1, close1, r1):
         return rewards.log_return(equity0, equity1, self.ops)
 
-    def _reward_linear_return(self, equity0, equity1, *_):
+    def _reward_linear_return(self, equity0, equity1, qty0, qty1, open1, close1, r1):
         return rewards.linear_return(equity0, equity1, self.config.initial_cash_usd)
 
     def _reward_excess_log_return(self, equity0, equity1, qty0, qty1, open1, close1, r1):
-        take = self.ops.take
-        return rewards.excess_log_return(equity0, equity1, take(self._index_close, r1 - 1),
-                                         take(self._index_close, r1), self.ops)
+        index_close = self._take_index_close
+        return rewards.excess_log_return(equity0, equity1, index_close(r1 - 1), index_close(r1), self.ops)
 
-    def _reward_differential_sharpe(self, equity0, equity1, *_):
+    def _reward_differential_sharpe(self, equity0, equity1, qty0, qty1, open1, close1, r1):
         r, self.dsr_mean, self.dsr_mean_sq = rewards.differential_sharpe(
             equity1 / equity0 - 1.0, self.dsr_mean, self.dsr_mean_sq, self._dsr_eta, self.ops)
         return r
 
     def _reward_excess_horizon(self, equity0, equity1, qty0, qty1, open1, close1, r1):
-        ops = self.ops
+        where = self.ops.where
         bought = (qty0 <= 0.0) & (qty1 > 0.0)
-        index_open1 = ops.take(self._index_open, r1)
-        self.entry_price = ops.where(bought, open1, self.entry_price)
-        self.entry_index = ops.where(bought, index_open1, self.entry_index)
+        index_open1 = self._take_index_open(r1)
+        index_close = self._take_index_close
+        self.entry_price = entry = where(bought, open1, self.entry_price)
+        self.entry_index = entry_index = where(bought, index_open1, self.entry_index)
         return rewards.excess_horizon(
-            qty0 > 0.0, qty1 > 0.0, bought, self.entry_price, self.entry_index, self.close_usd,
-            open1, close1, ops.take(self._index_close, r1 - 1), index_open1,
-            ops.take(self._index_close, r1), self._buy_penalty)
+            qty0 > 0.0, qty1 > 0.0, bought, entry, entry_index, self.close_usd, open1, close1,
+            index_close(r1 - 1), index_open1, index_close(r1), self._buy_penalty)
 
     # --- observations & info --------------------------------------------------------------
     def position_observation(self) -> dict[str, np.ndarray]:
         if self.batched:
             return position_observation(self.qty != 0.0, self.bars_held, self.spec)
-        held = self.bars_held if self.bars_held < len(self._held_rows) else -1
+        held = self.bars_held if self.bars_held < self._n_held else -1
         return {"owned": self._owned_rows[1 if self.qty != 0.0 else 0], "bars_held": self._held_rows[held]}
 
     def observe(self) -> dict[str, np.ndarray]:
         """Observation at each env's current bar (views of read-only tables in scalar mode)."""
         rows = self.row
-        if self._tables is not None:
-            obs = {k: t[rows] for k, t in self._tables.items()}
+        if self._tables is not None and self.batched:
+            block = np.take(self._table, rows, axis=0)  # fresh [B, F]: safe to keep
+            n = len(rows)
+            obs = {k: block[:, a:b].reshape(n, *shape) for k, (a, b, shape) in self._layout.items()}
+        elif self._tables is not None:
+            obs = {k: t[rows] for k, t in self._table_items}
         elif self.batched:
             obs = market_observation(self._base, rows)
         else:
@@ -426,8 +472,23 @@ class Engine:
         obs.update(self.position_observation())
         return obs
 
+    def _observe_scalar(self) -> dict[str, np.ndarray]:
+        """:meth:`observe` + :meth:`position_observation` for the scalar face with tables:
+        the same views, fewer calls (bound in ``__init__`` unless a subclass overrides them)."""
+        r = self.row
+        if self._row_views is not None:
+            obs = self._row_views[r].copy()
+        else:
+            obs = {}
+            for k, t in self._table_items:  # a loop is cheaper than a comprehension on 3.11
+                obs[k] = t[r]
+        obs["owned"] = self._owned_rows[1 if self.qty != 0.0 else 0]
+        held = self.bars_held
+        obs["bars_held"] = self._held_rows[held if held < self._n_held else -1]
+        return obs
+
     def info(self) -> dict:
         """Accounting after the last step (arrays in batched mode; never written again)."""
         return {"equity_usd": self.equity_usd, "cash_usd": self.cash_usd, "position_qty": self.qty,
                 "fees_paid_usd": self.fees_paid_usd, "fill_price_usd": self.last_fill_price_usd,
-                "fee_usd": self.last_fee_usd, "trade_qty": self.last_trade_qty, "bar_row": self.row}
+                "fee_usd": self.last_fee_usd, "bar_row": self.row}

@@ -31,8 +31,14 @@ from gymnasium import spaces as gym_spaces
 
 from envs.core import spaces
 from envs.core.market import CLOSE, HIGH, LOW, OPEN, VOLUME
-from envs.core.resample import (PERIODS, PartialBars, align_to_calendar, partial_bars,
-                                period_window_rows, window_rows)
+from envs.core.resample import (
+    PERIODS,
+    PartialBars,
+    align_to_calendar,
+    partial_bars,
+    period_window_rows,
+    window_rows,
+)
 
 HLOC = (HIGH, LOW, OPEN, CLOSE)
 PERIOD_NAMES = {"D": "daily", "W": "weekly", "M": "monthly"}

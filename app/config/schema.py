@@ -1,0 +1,167 @@
+"""The experiment schema: one YAML file in ``tune_configs/`` -> these frozen pydantic models.
+
+Validated once at the boundary (``extra="forbid"`` everywhere, so a misspelt key is an error
+naming it); everything inward receives these typed, frozen objects. Hyperparameters that can
+follow a schedule accept a number or a piecewise-linear list ``[[env_steps, value], ...]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Schedule = float | list[tuple[NonNegInt, float]]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetRef(Frozen):
+    source: str
+    market_type: Literal["stock", "index", "spot", "swap"]
+    timeframe: str = "1d"
+
+
+class IndexRef(DatasetRef):
+    symbol: str = "^GSPC"
+
+
+class SymbolSplit(Frozen):
+    """Split the universe by symbol, stratified by sector (metadata file with symbol, sector)."""
+
+    metadata: Path | None = None
+    fractions: dict[Literal["train", "validation", "test"], float] = {"train": 0.6, "validation": 0.2, "test": 0.2}
+
+    @field_validator("fractions")
+    @classmethod
+    def _sum_to_one(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(v < 0 for v in value.values()) or abs(sum(value.values()) - 1.0) > 1e-9:
+            raise ValueError(f"fractions must be >= 0 and sum to 1, got {value}")
+        return value
+
+
+class TimeSplit(Frozen):
+    """Train / validation / test windows cut at UTC dates, with an embargo between them."""
+
+    train_end: str
+    validation_end: str
+    embargo_days: NonNegInt = 0
+
+
+class DataConfig(Frozen):
+    store: Path = Path("store")
+    dataset: DatasetRef
+    index: IndexRef | None = None
+    symbols: list[str] | None = None
+    by_symbol: SymbolSplit | None = None
+    by_time: TimeSplit | None = None
+
+
+class EnvConfig(Frozen):
+    id: str
+    #: passed to the env's own frozen config dataclass, which validates it
+    config: dict[str, Any] = {}
+
+
+class ModelConfig(Frozen):
+    name: Literal["mlp", "gru", "attention"] = "mlp"
+    #: passed to the RLModule's ``model_config`` (validated by the module)
+    config: dict[str, Any] = {}
+
+
+class AlgorithmConfig(Frozen):
+    name: Literal["PPO", "APPO"] = "PPO"
+    lr: Schedule = 3e-4
+    entropy_coeff: Schedule = 0.01
+    gamma: float = Field(0.99, gt=0, le=1)
+    lambda_: float = Field(0.95, ge=0, le=1)
+    clip_param: float = Field(0.2, gt=0)
+    vf_loss_coeff: float = Field(0.5, ge=0)
+    vf_clip_param: float = Field(10.0, gt=0)
+    kl_coeff: float = Field(0.2, ge=0)
+    grad_clip: float | None = Field(0.5, gt=0)
+    train_batch_size: PositiveInt = 4000
+    minibatch_size: PositiveInt = 256
+    num_epochs: PositiveInt = 4
+    #: extra keyword arguments for RLlib's ``.training(...)``, for knobs not listed here
+    extra: dict[str, Any] = {}
+
+    @field_validator("lr", "entropy_coeff")
+    @classmethod
+    def _schedule(cls, value: Schedule) -> Schedule:
+        if isinstance(value, list):
+            steps = [s for s, _ in value]
+            if not value or steps[0] != 0 or steps != sorted(steps):
+                raise ValueError("a schedule is [[0, v0], [t1, v1], ...] with increasing env steps from 0")
+        return value
+
+    @model_validator(mode="after")
+    def _batches(self) -> AlgorithmConfig:
+        if self.minibatch_size > self.train_batch_size:
+            raise ValueError(f"minibatch_size {self.minibatch_size} > train_batch_size {self.train_batch_size}")
+        return self
+
+
+class ResourcesConfig(Frozen):
+    num_env_runners: NonNegInt = 0
+    num_envs_per_env_runner: PositiveInt = 8
+    num_cpus_per_env_runner: float = Field(1.0, ge=0)
+    num_learners: NonNegInt = 0
+    num_gpus_per_learner: float = Field(0.0, ge=0)
+    num_cpus_per_learner: float = Field(1.0, ge=0)
+    custom_resources_per_env_runner: dict[str, float] = {}
+    custom_resources_per_learner: dict[str, float] = {}
+
+
+class StoppingConfig(Frozen):
+    iterations: PositiveInt | None = 100
+    env_steps: PositiveInt | None = None
+    reward_threshold: float | None = None
+    #: stop when the validation metric has not improved for this many evaluations
+    patience_evaluations: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _some_budget(self) -> StoppingConfig:
+        if self.iterations is None and self.env_steps is None:
+            raise ValueError("give a budget: iterations or env_steps")
+        return self
+
+
+class EvaluationConfig(Frozen):
+    interval_iterations: PositiveInt = 5
+    episodes: PositiveInt = 8
+    split: Literal["validation"] = "validation"
+    stochastic_too: bool = True
+    metric: str = "sharpe"
+
+
+class CheckpointConfig(Frozen):
+    every_iterations: PositiveInt = 10
+    keep: PositiveInt = 3
+
+
+class TrackingConfig(Frozen):
+    mlflow_uri: str = "sqlite:///mlruns.db"
+    experiment: str = "raytrade"
+    runs_dir: Path = Path("runs")
+
+
+class Experiment(Frozen):
+    """One experiment (or the base of a sweep): everything a run needs, nothing implicit."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: NonNegInt = 0
+    data: DataConfig | None = None
+    env: EnvConfig
+    model: ModelConfig = ModelConfig()
+    algorithm: AlgorithmConfig = AlgorithmConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    stopping: StoppingConfig = StoppingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    tracking: TrackingConfig = TrackingConfig()

@@ -1,0 +1,78 @@
+"""GRU model: the Dict-observation encoder per env step, then a GRU across env steps.
+
+State: ``get_initial_state() == {"h": zeros(gru_hidden)}`` (unbatched, as RLlib requires).
+RLlib owns the state's life cycle: its env-to-module connector puts the initial state into
+``STATE_IN`` at the first step of every episode (so the state is reset at episode end), and the
+learner connector chunks episodes into ``max_seq_len`` pieces, zero-pads them and passes each
+chunk's stored starting state.
+
+Shapes (RLlib 2.60's ``AddTimeDimToBatchAndZeroPad`` adds the time axis for stateful modules):
+
+* sampling: obs entries ``[B, 1, *shape]``, ``STATE_IN["h"]`` ``[B, H]``;
+* training / GAE: obs ``[B, T=max_seq_len, *shape]``, ``STATE_IN["h"]`` ``[B, H]``;
+* outputs: ``ACTION_DIST_INPUTS`` ``[B, T, A]``, values ``[B, T]``, ``STATE_OUT["h"]`` ``[B, H]``.
+
+Outside RLlib (Serve, a backtest stepping one bar at a time) obs may come without a time axis,
+``[B, *shape]``; the outputs then have none either. A batch without ``STATE_IN`` starts from the
+initial (zero) state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+from torch import nn
+
+from app.models.common import Batch, TradingRLModule
+from app.models.encoders import Temporal
+
+STATE_KEY = "h"
+
+
+class GRUModule(TradingRLModule):
+    """Stateful policy/value module: encoder -> 1-layer GRU -> heads."""
+
+    MODEL_NAME: ClassVar[str] = "gru"
+    TEMPORAL: ClassVar[Temporal] = "flatten"
+
+    def _build_core(self, in_dim: int) -> int:
+        self.gru_in_norm = nn.LayerNorm(in_dim)
+        self.gru = nn.GRU(in_dim, self.cfg.gru_hidden, num_layers=1, batch_first=True)
+        return self.cfg.gru_hidden + in_dim
+
+    def get_initial_state(self) -> dict[str, np.ndarray]:
+        return {STATE_KEY: np.zeros(self.cfg.gru_hidden, dtype=np.float32)}
+
+    def _embed(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        obs = batch[Columns.OBS]
+        lead = self.encoder.lead_shape(obs)
+        if len(lead) not in (1, 2):
+            raise ValueError(f"GRU obs must be [B, T, ...] or [B, ...]; leading dims are {lead}")
+        no_time = len(lead) == 1
+        if no_time:
+            obs = _map(obs, lambda x: x.unsqueeze(1))
+        x = self.encoder(obs)  # [B, T, D]
+        state_in = batch.get(Columns.STATE_IN)
+        if state_in is None:
+            h0 = x.new_zeros(1, x.shape[0], self.cfg.gru_hidden)
+        else:
+            h = state_in[STATE_KEY]
+            if tuple(h.shape) != (x.shape[0], self.cfg.gru_hidden):
+                raise ValueError(
+                    f"STATE_IN[{STATE_KEY!r}]: expected shape {(x.shape[0], self.cfg.gru_hidden)}, "
+                    f"got {tuple(h.shape)}"
+                )
+            h0 = h.to(x.dtype).unsqueeze(0)
+        out, h_n = self.gru(self.gru_in_norm(x), h0)
+        out = torch.cat([out, x], dim=-1)
+        if no_time:
+            out = out.squeeze(1)
+        return out, {STATE_KEY: h_n.squeeze(0)}
+
+
+def _map(obs: Any, fn: Any) -> Any:
+    """Apply ``fn`` to every tensor of a (flat) obs dict, or to a single tensor."""
+    return {k: fn(v) for k, v in obs.items()} if isinstance(obs, dict) else fn(obs)
