@@ -24,23 +24,33 @@ from envs.core.spaces import batch_space
 
 
 class EngineEnv(gym.Env):
-    """Single-env face. Observations are read-only views of the engine's precomputed tables."""
+    """Single-env face over a scalar engine (observations are read-only views of precomputed
+    tables), or over a batched engine of one env (unbatched here; e.g. a portfolio engine)."""
 
     metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, engine: Engine) -> None:
-        if engine.batched or engine.num_envs != 1:
-            raise ValueError("EngineEnv: needs a scalar engine (batched=False, num_envs=1)")
+        if engine.num_envs != 1:
+            raise ValueError(f"EngineEnv: needs an engine of 1 env, got {engine.num_envs}")
         self.engine = engine
         self.observation_space = engine.single_observation_space
         self.action_space = engine.single_action_space
         self._needs_reset = True
+        if engine.batched:
+            self.step, self._observe = self._step_unbatched, self._observe_unbatched
+
+    def _observe(self) -> tuple[dict, dict]:
+        return self.engine.observe(), self.engine.info()
+
+    def _observe_unbatched(self) -> tuple[dict, dict]:
+        obs, info = self.engine.observe(), self.engine.info()
+        return {k: v[0] for k, v in obs.items()}, {k: v[0].item() for k, v in info.items()}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.engine.reset(self.np_random, None, options)
         self._needs_reset = False
-        return self.engine.observe(), self.engine.info()
+        return self._observe()
 
     def step(self, action):
         if self._needs_reset:
@@ -49,6 +59,14 @@ class EngineEnv(gym.Env):
         reward, terminated, truncated = engine.step(engine.convert_action(action))
         self._needs_reset = terminated or truncated
         return engine.observe(), reward, terminated, truncated, engine.info()
+
+    def _step_unbatched(self, action):
+        if self._needs_reset:
+            raise RuntimeError("step() called before reset() or after the episode ended")
+        reward, terminated, truncated = self.engine.step(self.engine.convert_action(np.asarray(action)[None]))
+        self._needs_reset = bool(terminated[0] or truncated[0])
+        obs, info = self._observe_unbatched()
+        return obs, float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
 
 
 class EngineVectorEnv(VectorEnv):

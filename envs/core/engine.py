@@ -1,7 +1,7 @@
 """The one engine: B trading envs stepped at once, in numpy, with autoreset support.
 
 One implementation of the maths, two array types. :meth:`Engine.step` is written once with
-arithmetic, comparisons and a tiny ``ops`` namespace (``take``, ``log``, ``where`` ...):
+arithmetic, comparisons and a tiny ``ops`` namespace (``log``, ``sqrt``, ``where`` ...):
 
 * ``batched=True``: state is numpy arrays ``[B]`` and ``ops`` is :class:`ArrayOps` -- the
   vector face; no Python loop over B anywhere in ``step``;
@@ -22,22 +22,25 @@ Extension points (CryptoFutures-v0, Portfolio-v0):
 * :meth:`Engine.settle` -- after the fill, before marking: funding
   (:func:`~envs.core.costs.funding_usd`), liquidation on the mark range
   (:func:`~envs.core.costs.liquidated`); returns ``terminated``.
+  Read per-row data there with :meth:`Engine.make_taker` (mark OHLC, funding rate).
 * :attr:`Engine.STATE` / :meth:`Engine.initial_state` -- extra per-env state (margin, leverage).
 * ``_reward_<name>`` methods -- more rewards; :meth:`Engine.position_observation` -- more
   position fields; :meth:`Engine.info` -- more info keys.
-* Portfolio: state ``[B, A]`` for per-asset quantities and ``equity = cash + (qty * px).sum(-1)``
-  (single face with ``batched=True, num_envs=1``: same code, numpy speed).
+* Portfolio: override :meth:`Engine.step` with state ``[B, A]`` for per-asset quantities and
+  ``equity = cash + (qty * px).sum(-1)``, reusing :func:`~envs.core.costs.rebalance` (pass the
+  total equity), the rewards, episodes, observations and autoreset. Its single face can wrap a
+  batched engine with ``num_envs=1`` (:class:`~envs.vector.EngineEnv` unbatches): same code.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
 from functools import partial
 
 import numpy as np
 
 from envs.core import costs, rewards
+from envs.core.config import EngineConfig
 from envs.core.market import CLOSE, OPEN, MarketArrays
 from envs.core.observation import (
     POSITION_KEYS,
@@ -49,7 +52,7 @@ from envs.core.observation import (
 )
 from envs.core.resample import align_to_calendar
 
-ROW_VIEWS_BYTES = 1_400  # Python objects per row of the scalar face's view cache (measured ~1.3 kB)
+ROW_VIEWS_BYTES = 1_600  # Python objects per row of the scalar face's caches (measured ~1.5 kB)
 
 
 class ScalarOps:
@@ -60,10 +63,6 @@ class ScalarOps:
     sqrt = staticmethod(math.sqrt)
     maximum = staticmethod(max)
     minimum = staticmethod(min)
-
-    @staticmethod
-    def take(column: np.ndarray, row: int) -> float:
-        return column.item(row)
 
     @staticmethod
     def where(cond, a, b):
@@ -80,115 +79,6 @@ class ArrayOps:
     minimum = np.minimum
     where = staticmethod(np.where)
 
-    @staticmethod
-    def take(column: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return column[rows]
-
-
-@dataclass(frozen=True, kw_only=True)
-class EngineConfig:
-    """Settings every env shares; env configs subclass it. Frozen, validated on construction.
-
-    Attributes:
-        initial_cash_usd: equity at the start of every episode.
-        fee_bps, slippage_bps: see :class:`envs.core.costs.CostModel`.
-        reward: one of :data:`envs.core.rewards.REWARDS`.
-        dsr_eta: adaptation rate of the differential Sharpe ratio.
-        buy_penalty: the ``excess_horizon`` penalty per buy (0.02 = 2 %).
-        window_bars: bars per observation window.
-        episode_bars: steps per episode; None runs to the end of the data (backtests).
-        warmup_bars: bars of history before the first observation (default: window_bars).
-        symbols: the universe (default: every symbol of the market).
-        start_ts_ns, end_ts_ns: restrict observed bars to this time range (UTC ns, inclusive).
-        random_start: sample the start bar (seeded); False starts at the first eligible bar.
-        symbol_order: "random" (seeded) or "sequential" (round robin: batched backtests).
-        precompute_max_mb: precompute every row's market observation if it fits, else gather
-            windows on the fly each step (same function, slower).
-        vector_info: the vector face returns per-env info arrays (RLlib converts them to B
-            dicts each step; turn off for training throughput).
-    """
-
-    initial_cash_usd: float = 10_000.0
-    fee_bps: float = 10.0
-    slippage_bps: float = 5.0
-    reward: str = "log_return"
-    dsr_eta: float = 0.01
-    buy_penalty: float = 0.02
-    window_bars: int = 50
-    episode_bars: int | None = 252
-    warmup_bars: int | None = None
-    symbols: tuple[str, ...] | None = None
-    start_ts_ns: int | None = None
-    end_ts_ns: int | None = None
-    random_start: bool = True
-    symbol_order: str = "random"
-    precompute_max_mb: float = 1024.0
-    vector_info: bool = True
-
-    def _fail(self, name: str, why: str) -> None:
-        raise ValueError(f"{type(self).__name__}.{name}: {why}, got {getattr(self, name)!r}")
-
-    def __post_init__(self) -> None:
-        def number(name: str, low: float, high: float = math.inf) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v < high or not math.isfinite(v):
-                self._fail(name, f"must be a finite number in [{low}, {high})")
-
-        def integer(name: str, low: int, optional: bool = False) -> None:
-            v = getattr(self, name)
-            if v is None and optional:
-                return
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-                self._fail(name, f"must be an int >= {low}" + (" or None" if optional else ""))
-
-        number("initial_cash_usd", 1e-6)
-        number("fee_bps", 0.0, 10_000.0)
-        number("slippage_bps", 0.0, 10_000.0)
-        number("dsr_eta", 1e-9, 1.0)
-        number("buy_penalty", 0.0)
-        number("precompute_max_mb", 0.0)
-        if self.reward not in rewards.REWARDS:
-            self._fail("reward", f"must be one of {rewards.REWARDS}")
-        integer("window_bars", 1)
-        integer("episode_bars", 1, optional=True)
-        integer("warmup_bars", 1, optional=True)
-        if self.warmup_bars is not None and self.warmup_bars < self.window_bars:
-            self._fail("warmup_bars", f"must be >= window_bars ({self.window_bars})")
-        integer("start_ts_ns", -(2**62), optional=True)
-        integer("end_ts_ns", -(2**62), optional=True)
-        if self.start_ts_ns is not None and self.end_ts_ns is not None and self.end_ts_ns < self.start_ts_ns:
-            self._fail("end_ts_ns", "must be >= start_ts_ns")
-        if self.symbol_order not in ("random", "sequential"):
-            self._fail("symbol_order", "must be 'random' or 'sequential'")
-        if self.symbols is not None:
-            if isinstance(self.symbols, str) or not all(isinstance(s, str) for s in self.symbols):
-                self._fail("symbols", "must be a tuple of symbol names")
-            if len(self.symbols) == 0:
-                self._fail("symbols", "must not be empty")
-
-    @property
-    def cost_model(self) -> costs.CostModel:
-        return costs.CostModel(fee_bps=self.fee_bps, slippage_bps=self.slippage_bps)
-
-    def with_overrides(self, **overrides):
-        """A copy with ``overrides`` applied (validated; unknown names are a ValueError)."""
-        unknown = sorted(set(overrides) - {f.name for f in fields(self)})
-        if unknown:
-            raise ValueError(f"{type(self).__name__}: unknown field(s) {unknown}")
-        return replace(self, **overrides)
-
-    @classmethod
-    def from_mapping(cls, mapping: dict | None = None, **overrides):
-        """Build from a plain mapping (env_config, YAML): unknown keys are a ValueError."""
-        values = {**(mapping or {}), **overrides}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(known)}")
-        if isinstance(values.get("symbols"), list):
-            values["symbols"] = tuple(values["symbols"])
-        return cls(**values)
-
 
 class Engine:
     """Steps ``num_envs`` trading envs on one market; see the module docstring."""
@@ -196,7 +86,8 @@ class Engine:
     STATE: dict[str, type] = {
         "row": np.int64, "end_row": np.int64, "symbol": np.int64, "steps": np.int64,
         "bars_held": np.int64, "qty": np.float64, "cash_usd": np.float64,
-        "equity_usd": np.float64, "close_usd": np.float64, "fees_paid_usd": np.float64,
+        "equity_usd": np.float64, "close_usd": np.float64, "index_close": np.float64,
+        "fees_paid_usd": np.float64,
         "entry_price": np.float64, "entry_index": np.float64, "dsr_mean": np.float64,
         "dsr_mean_sq": np.float64, "last_fill_price_usd": np.float64, "last_fee_usd": np.float64,
     }
@@ -227,19 +118,26 @@ class Engine:
         self._base = prepare_features(market.ts_ns, market.ohlcv, market.offsets, spec, idx_ts, idx_ohlc)
         self._setup_universe(self._base.index_covered)
         self._tables = self._precompute()
-        sentinel = lambda a: np.append(a, a[-1:])  # noqa: E731  (row t+1 of a finished env)
-        self._open = sentinel(market.ohlcv[:, OPEN].astype(np.float64))
-        self._close = sentinel(market.ohlcv[:, CLOSE].astype(np.float64))
+        # bar prices the maths read, one row per market row plus a sentinel (row t+1 of an env
+        # that has just finished): open, close, index open, index close (index aligned causally)
+        n_rows = len(market.ts_ns)
+        bars = np.ones((4, n_rows + 1))
+        bars[0, :-1], bars[1, :-1] = market.ohlcv[:, OPEN], market.ohlcv[:, CLOSE]
         if idx_ohlc is not None:
             aligned, _ = align_to_calendar(market.ts_ns, idx_ts, idx_ohlc)
-            self._index_open, self._index_close = sentinel(aligned[:, 0]), sentinel(aligned[:, 3])
+            bars[2, :-1], bars[3, :-1] = aligned[:, 0], aligned[:, 3]
+        bars[:, -1] = bars[:, -2]
+        self._bars = bars  # [4, R+1]: a batched step takes 4 contiguous [B] rows at once
+        self._bar_rows = None
+        if batched:
+            self._take_bar = partial(bars.take, axis=1)
+        elif n_rows * (spec.market_bytes_per_row() + ROW_VIEWS_BYTES) <= config.precompute_max_mb * 2**20:
+            self._bar_rows = bars.T.tolist()  # Python floats per row: one list index per step
+            self._take_bar = self._bar_rows.__getitem__
         else:
-            self._index_open = self._index_close = np.ones(len(market.ts_ns) + 1)
-        pick = "__getitem__" if batched else "item"  # arrays gather; scalars get Python floats
-        self._take_open, self._take_close = getattr(self._open, pick), getattr(self._close, pick)
-        self._take_index_open = getattr(self._index_open, pick)
-        self._take_index_close = getattr(self._index_close, pick)
+            self._take_bar = lambda row: bars[:, row].tolist()
         self._falses = partial(np.zeros, self.num_envs, dtype=bool) if batched else bool  # bool() is False
+        self._sign = np.sign if batched else None
         self._reward = getattr(self, "_reward_" + config.reward)
         self._settles = type(self).settle is not Engine.settle
         pos = position_observation(np.array([0, 1]), np.arange(spec.max_bars_held + 1), spec)
@@ -250,7 +148,6 @@ class Engine:
         self._n_held = len(self._held_rows)
         self._table_items = tuple(self._tables.items()) if self._tables is not None else ()
         self._row_views = None
-        n_rows = len(market.ts_ns)
         if (not batched and self._tables is not None and n_rows * (spec.market_bytes_per_row()
                 + ROW_VIEWS_BYTES) <= config.precompute_max_mb * 2**20):
             # one dict of read-only row views per row: a step copies a dict instead of making views
@@ -303,30 +200,40 @@ class Engine:
         """Every row's market observation, read-only: for the batched engine ONE float32 table
         ``[R, F]`` (a step gathers contiguous rows with a single ``np.take``); for the scalar
         engine one contiguous table per field (a step takes cheap row views)."""
-        n_rows = len(self.market.ts_ns)
-        if n_rows * self.spec.market_bytes_per_row() > self.config.precompute_max_mb * 2**20:
-            return None
         layout, width = {}, 0
         for key, (shape, _, _) in self.spec.fields().items():
             if key not in POSITION_KEYS:
                 size = int(np.prod(shape))
                 layout[key] = (width, width + size, shape)
                 width += size
+        self._layout, self._width, self._table, self._scratch = layout, width, None, {}
+        n_rows = len(self.market.ts_ns)
+        if n_rows * self.spec.market_bytes_per_row() > self.config.precompute_max_mb * 2**20:
+            return None
         if self.batched:
-            table = np.empty((n_rows, width), dtype=np.float32)
-            views = {k: table[:, a:b].reshape(n_rows, *shape) for k, (a, b, shape) in layout.items()}
+            table = self._table = np.empty((n_rows, width), dtype=np.float32)
+            views = self._block_views(table)
         else:
-            table = None
             views = {k: np.empty((n_rows, *shape), dtype=np.float32) for k, (_, _, shape) in layout.items()}
         for lo in range(0, n_rows, 4096):
-            part = market_observation(self._base, np.arange(lo, min(lo + 4096, n_rows)))
-            for key, view in views.items():
-                view[lo:lo + len(part[key])] = part[key]
-        for view in (table, *views.values()):
+            rows = np.arange(lo, min(lo + 4096, n_rows))
+            market_observation(self._base, rows, {k: v[lo:lo + len(rows)] for k, v in views.items()},
+                               self._scratch)
+        for view in (self._table, *views.values()):
             if view is not None:
                 view.flags.writeable = False
-        self._table, self._layout = table, layout
         return views
+
+    def _block_views(self, block: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-field views of a ``[n, F]`` block (fields side by side in each row)."""
+        n = len(block)
+        return {k: block[:, a:b].reshape(n, *shape) for k, (a, b, shape) in self._layout.items()}
+
+    def make_taker(self, column: np.ndarray):
+        """``rows -> values`` for a per-row column (plus a sentinel row for finished envs):
+        a numpy gather when batched, Python floats (``.item``) in the scalar engine."""
+        padded = np.append(np.asarray(column, dtype=np.float64), column[-1:])
+        return padded.__getitem__ if self.batched else padded.item
 
     # --- episodes -------------------------------------------------------------------------
     def reset_state_arrays(self) -> None:
@@ -363,7 +270,8 @@ class Engine:
         zero = np.zeros(k)
         return {"row": start, "end_row": end, "symbol": symbol, "steps": np.zeros(k, np.int64),
                 "bars_held": np.zeros(k, np.int64), "qty": zero, "cash_usd": cash, "equity_usd": cash,
-                "close_usd": self._close[start], "fees_paid_usd": zero, "entry_price": zero + 1.0,
+                "close_usd": self._bars[1, start], "index_close": self._bars[3, start],
+                "fees_paid_usd": zero, "entry_price": zero + 1.0,
                 "entry_index": zero + 1.0, "dsr_mean": zero, "dsr_mean_sq": zero,
                 "last_fill_price_usd": zero, "last_fee_usd": zero}
 
@@ -401,12 +309,11 @@ class Engine:
         out of cash) are inline; prices, fees and slippage come from :mod:`envs.core.costs`.
         """
         r1 = self.row + 1
-        o1 = self._take_open(r1)
-        c1 = self._take_close(r1)
+        o1, c1, index_open1, index_close1 = self._take_bar(r1)
         qty0, cash0, equity0 = self.qty, self.cash_usd, self.equity_usd
         trade, weight = self.interpret_action(action)
         dq, price, notional, fee = costs.rebalance(trade, weight, cash0 + qty0 * o1, qty0, o1,
-                                                   self._fee_rate, self._slippage_rate)
+                                                   self._fee_rate, self._slippage_rate, self._sign)
         cash = cash0 - notional - fee
         qty = qty0 + dq
         if self._settles:
@@ -414,40 +321,41 @@ class Engine:
         else:
             terminated = self._falses() if self.batched else False
         equity = cash + qty * c1
-        reward = self._reward(equity0, equity, qty0, qty, o1, c1, r1)
+        reward = self._reward(equity0, equity, qty0, qty, o1, c1, index_open1, index_close1)
         self.bars_held = (qty != 0.0) * ((qty0 != 0.0) * self.bars_held + 1)  # 1 on the fill bar
-        self.qty, self.cash_usd, self.equity_usd, self.close_usd = qty, cash, equity, c1
+        self.qty, self.cash_usd, self.equity_usd = qty, cash, equity
+        self.close_usd, self.index_close = c1, index_close1
         self.fees_paid_usd = self.fees_paid_usd + fee
         self.last_fill_price_usd, self.last_fee_usd = price, fee
         self.row = r1
         return reward, terminated, r1 >= self.end_row
 
     # --- rewards (pure maths in envs.core.rewards) ----------------------------------------
-    def _reward_log_return(self, equity0, equity1, qty0, qty1, open1, close1, r1):
+    def _reward_log_return(self, equity0, equity1, qty0, qty1, open1, close1, index_open1, index_close1):
         return rewards.log_return(equity0, equity1, self.ops)
 
-    def _reward_linear_return(self, equity0, equity1, qty0, qty1, open1, close1, r1):
+    def _reward_linear_return(self, equity0, equity1, qty0, qty1, open1, close1, index_open1, index_close1):
         return rewards.linear_return(equity0, equity1, self.config.initial_cash_usd)
 
-    def _reward_excess_log_return(self, equity0, equity1, qty0, qty1, open1, close1, r1):
-        index_close = self._take_index_close
-        return rewards.excess_log_return(equity0, equity1, index_close(r1 - 1), index_close(r1), self.ops)
+    def _reward_excess_log_return(self, equity0, equity1, qty0, qty1, open1, close1, index_open1,
+                                  index_close1):
+        return rewards.excess_log_return(equity0, equity1, self.index_close, index_close1, self.ops)
 
-    def _reward_differential_sharpe(self, equity0, equity1, qty0, qty1, open1, close1, r1):
+    def _reward_differential_sharpe(self, equity0, equity1, qty0, qty1, open1, close1, index_open1,
+                                    index_close1):
         r, self.dsr_mean, self.dsr_mean_sq = rewards.differential_sharpe(
             equity1 / equity0 - 1.0, self.dsr_mean, self.dsr_mean_sq, self._dsr_eta, self.ops)
         return r
 
-    def _reward_excess_horizon(self, equity0, equity1, qty0, qty1, open1, close1, r1):
+    def _reward_excess_horizon(self, equity0, equity1, qty0, qty1, open1, close1, index_open1,
+                               index_close1):
         where = self.ops.where
         bought = (qty0 <= 0.0) & (qty1 > 0.0)
-        index_open1 = self._take_index_open(r1)
-        index_close = self._take_index_close
         self.entry_price = entry = where(bought, open1, self.entry_price)
         self.entry_index = entry_index = where(bought, index_open1, self.entry_index)
         return rewards.excess_horizon(
             qty0 > 0.0, qty1 > 0.0, bought, entry, entry_index, self.close_usd, open1, close1,
-            index_close(r1 - 1), index_open1, index_close(r1), self._buy_penalty)
+            self.index_close, index_open1, index_close1, self._buy_penalty)
 
     # --- observations & info --------------------------------------------------------------
     def position_observation(self) -> dict[str, np.ndarray]:
@@ -460,13 +368,12 @@ class Engine:
         """Observation at each env's current bar (views of read-only tables in scalar mode)."""
         rows = self.row
         if self._tables is not None and self.batched:
-            block = np.take(self._table, rows, axis=0)  # fresh [B, F]: safe to keep
-            n = len(rows)
-            obs = {k: block[:, a:b].reshape(n, *shape) for k, (a, b, shape) in self._layout.items()}
+            obs = self._block_views(np.take(self._table, rows, axis=0))  # fresh [B, F]: safe to keep
         elif self._tables is not None:
             obs = {k: t[rows] for k, t in self._table_items}
-        elif self.batched:
-            obs = market_observation(self._base, rows)
+        elif self.batched:  # gather windows on the fly into one fresh block
+            obs = self._block_views(np.empty((len(rows), self._width), dtype=np.float32))
+            market_observation(self._base, rows, obs, self._scratch)
         else:
             obs = {k: v[0] for k, v in market_observation(self._base, np.array([rows])).items()}
         obs.update(self.position_observation())

@@ -114,7 +114,7 @@ class FeatureBase:
     log_close: np.ndarray         # float64 [R]
     log_hloc: np.ndarray          # float64 [R, 4]
     volume: np.ndarray            # float64 [R]
-    periods: dict[str, tuple[PartialBars, np.ndarray]]  # period -> (bars, log HLOC [R, 4])
+    periods: dict[str, tuple[PartialBars, np.ndarray, np.ndarray]]  # -> (bars, log HLOC, volume)
     index_log_hloc: np.ndarray | None   # float64 [R, 4] on the rows' calendar
     index_covered: np.ndarray           # bool [R]: the index had started at the row
 
@@ -134,7 +134,7 @@ def prepare_features(ts_ns: np.ndarray, ohlcv: np.ndarray, offsets: np.ndarray, 
     periods = {}
     for p in spec.periods:
         bars = partial_bars(ts_ns, ohlcv, offsets, p)
-        periods[p] = (bars, np.log(bars.ohlcv[:, HLOC]))
+        periods[p] = (bars, np.log(bars.ohlcv[:, HLOC]), np.ascontiguousarray(bars.ohlcv[:, VOLUME]))
     index_log_hloc, covered = None, np.ones(len(ts_ns), dtype=bool)
     if spec.with_index:
         if index_ohlc is None:
@@ -147,39 +147,67 @@ def prepare_features(ts_ns: np.ndarray, ohlcv: np.ndarray, offsets: np.ndarray, 
                        np.asarray(ohlcv[:, VOLUME], dtype=np.float64), periods, index_log_hloc, covered)
 
 
-def _log_ratio(log_hloc: np.ndarray, src: np.ndarray, log_ref: np.ndarray, clip: float) -> np.ndarray:
-    out = log_hloc[src]
-    out -= log_ref[:, None, None]
-    np.clip(out, -clip, clip, out=out)
-    return out.astype(np.float32)
+def _buffer(scratch: dict | None, key: str, shape: tuple[int, ...], dtype=np.float64) -> np.ndarray | None:
+    """A reusable work array from the caller's ``scratch`` dict (None: numpy allocates)."""
+    if scratch is None:
+        return None
+    buf = scratch.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = scratch[key] = np.empty(shape, dtype=dtype)
+    return buf
 
 
-def _relative_volume(volume: np.ndarray, src: np.ndarray) -> np.ndarray:
-    v = volume[src]
+def _log_ratio(log_hloc, src, log_ref, clip, out, tmp) -> np.ndarray:
+    tmp = np.take(log_hloc, src, axis=0, out=tmp)  # np.take: ~8x faster than log_hloc[src]
+    np.subtract(tmp, log_ref[:, None, None], out=tmp)
+    np.clip(tmp, -clip, clip, out=tmp)
+    if out is None:
+        return tmp.astype(np.float32)
+    out[...] = tmp
+    return out
+
+
+def _relative_volume(volume, src, out, tmp) -> np.ndarray:
+    v = np.take(volume, src, out=tmp)
     mean = v.mean(axis=1, keepdims=True)
-    rel = np.divide(v, mean, out=np.zeros_like(v), where=mean > 0)
+    rel = np.divide(v, mean, out=v, where=mean > 0)  # mean 0: the row is all zeros already
     np.clip(rel, 0.0, float(src.shape[1]), out=rel)
-    return rel.astype(np.float32)
+    if out is None:
+        return rel.astype(np.float32)
+    out[...] = rel
+    return out
 
 
-def market_observation(base: FeatureBase, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Market part of the observation at each of ``rows`` (int array ``[n]``), batched ``[n, ...]``."""
+def market_observation(base: FeatureBase, rows: np.ndarray, out: dict[str, np.ndarray] | None = None,
+                       scratch: dict | None = None) -> dict[str, np.ndarray]:
+    """Market part of the observation at each of ``rows`` (int array ``[n]``), batched ``[n, ...]``.
+
+    ``out`` (float32 arrays to fill, e.g. views of one block) and ``scratch`` (a dict the caller
+    keeps between calls for float64 work arrays) avoid per-step allocations; results are the same.
+    """
     spec = base.spec
     rows = np.asarray(rows, dtype=np.int64)
-    w, clip = spec.window_bars, spec.clip_log_ratio
-    raw_src = window_rows(rows, base.series_start, w)
+    n, w, clip = len(rows), spec.window_bars, spec.clip_log_ratio
+    dst = out if out is not None else {}
+    hloc_tmp = _buffer(scratch, "hloc", (n, w, 4))
+    vol_tmp = _buffer(scratch, "volume", (n, w))
+    raw_src = window_rows(rows, base.series_start, w, out=_buffer(scratch, "src", (n, w), np.int64))
     log_close = base.log_close[rows]
-    out = {f"{spec.bar_name}_hloc": _log_ratio(base.log_hloc, raw_src, log_close, clip)}
-    period_src = {}
-    for p, (bars, log_hloc) in base.periods.items():
-        period_src[p] = period_window_rows(rows, bars, w)
-        out[f"{PERIOD_NAMES[p]}_hloc"] = _log_ratio(log_hloc, period_src[p], log_close, clip)
+    key = f"{spec.bar_name}_hloc"
+    result = {key: _log_ratio(base.log_hloc, raw_src, log_close, clip, dst.get(key), hloc_tmp)}
     if base.index_log_hloc is not None:
-        out["index_hloc"] = _log_ratio(base.index_log_hloc, raw_src, base.index_log_hloc[rows, 3], clip)
-    out[f"{spec.bar_name}_volume"] = _relative_volume(base.volume, raw_src)
-    for p in spec.volume_periods:
-        out[f"{PERIOD_NAMES[p]}_volume"] = _relative_volume(base.periods[p][0].ohlcv[:, VOLUME], period_src[p])
-    return out
+        result["index_hloc"] = _log_ratio(base.index_log_hloc, raw_src, base.index_log_hloc[rows, 3], clip,
+                                          dst.get("index_hloc"), hloc_tmp)
+    key = f"{spec.bar_name}_volume"
+    result[key] = _relative_volume(base.volume, raw_src, dst.get(key), vol_tmp)
+    for p, (bars, log_hloc, volume) in base.periods.items():
+        src = period_window_rows(rows, bars, w, out=_buffer(scratch, "src", (n, w), np.int64))
+        key = f"{PERIOD_NAMES[p]}_hloc"
+        result[key] = _log_ratio(log_hloc, src, log_close, clip, dst.get(key), hloc_tmp)
+        if p in spec.volume_periods:
+            key = f"{PERIOD_NAMES[p]}_volume"
+            result[key] = _relative_volume(volume, src, dst.get(key), vol_tmp)
+    return {k: result[k] for k in spec.fields() if k in result}  # the spec's key order
 
 
 def position_observation(owned: np.ndarray, bars_held: np.ndarray, spec: ObservationSpec) -> dict[str, np.ndarray]:

@@ -89,16 +89,18 @@ def partial_bars(ts_ns: np.ndarray, ohlcv: np.ndarray, offsets: np.ndarray, peri
     return PartialBars(out, group, last_row, first_group)
 
 
-def window_rows(rows: np.ndarray, series_start: np.ndarray, window_bars: int) -> np.ndarray:
+def window_rows(rows: np.ndarray, series_start: np.ndarray, window_bars: int,
+                out: np.ndarray | None = None) -> np.ndarray:
     """``[n, window_bars]`` rows of the last bars up to each row, oldest first.
 
     Before the series start the oldest bar is repeated (edge padding), never a later one.
     """
     back = np.arange(window_bars - 1, -1, -1, dtype=np.int64)
-    return np.maximum(rows[:, None] - back, series_start[rows][:, None])
+    return np.maximum(rows[:, None] - back, series_start[rows][:, None], out=out)
 
 
-def period_window_rows(rows: np.ndarray, bars: PartialBars, window_bars: int) -> np.ndarray:
+def period_window_rows(rows: np.ndarray, bars: PartialBars, window_bars: int,
+                       out: np.ndarray | None = None) -> np.ndarray:
     """``[n, window_bars]`` rows whose partial bars form the last periods up to each row.
 
     The newest slot is the row itself (the current, partial period); older slots are the last
@@ -109,8 +111,8 @@ def period_window_rows(rows: np.ndarray, bars: PartialBars, window_bars: int) ->
     g0 = bars.first_group[rows]
     back = np.arange(window_bars - 1, 0, -1, dtype=np.int64)
     past = np.maximum(g[:, None] - back, g0[:, None])
-    src = np.empty((len(rows), window_bars), dtype=np.int64)
-    src[:, :-1] = bars.last_row[past]
+    src = np.empty((len(rows), window_bars), dtype=np.int64) if out is None else out
+    np.take(bars.last_row, past, out=src[:, :-1])
     src[:, -1] = rows
     first = g == g0
     src[first] = rows[first][:, None]

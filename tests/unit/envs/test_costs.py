@@ -44,9 +44,10 @@ def test_rebalance_is_target_qty_then_fill_bit_for_bit(weight, equity, qty, ref,
     dq = trade * (target - qty)
     expected = (dq, *costs.fill(dq, ref, f, s))
     assert costs.rebalance(trade, weight, equity, qty, ref, f, s) == expected
-    arrays = costs.rebalance(np.array([trade]), np.array([weight]), np.array([equity]), np.array([qty]),
-                             np.array([ref]), f, s)
-    assert [a[0] for a in arrays] == list(expected)  # same maths on arrays
+    for sign in (None, np.sign):  # same maths on arrays, with or without np.sign
+        arrays = costs.rebalance(np.array([trade]), np.array([weight]), np.array([equity]), np.array([qty]),
+                                 np.array([ref]), f, s, sign)
+        assert [a[0] for a in arrays] == list(expected)
 
 
 @given(equity=st.floats(1.0, 1e7), ref=prices, fee=bps, slip=bps)

@@ -109,6 +109,24 @@ def test_vector_and_single_faces_agree_step_for_step(synth, mode, reward):
     assert resets >= 2
 
 
+def test_single_face_over_a_batched_engine_matches_the_scalar_face(synth):
+    """The route a portfolio engine takes: EngineEnv unbatches a batched engine of one env."""
+    from envs.stock_swing import StockSwingConfig, StockSwingEngine
+    from envs.vector import EngineEnv
+
+    config = StockSwingConfig(mode="swing", reward="differential_sharpe", episode_bars=40)
+    scalar = StockSwingEnv(synth.market, synth.index, config=config)
+    batched = EngineEnv(StockSwingEngine(synth.market, config, index=synth.index, num_envs=1, batched=True))
+    check_env(batched, skip_render_check=True)
+    a, b = scalar.reset(seed=4), batched.reset(seed=4)
+    for action in np.random.default_rng(3).integers(0, 3, 39):
+        for x, y in zip(a, b, strict=True):
+            assert x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
+        a, b = scalar.step(int(action)), batched.step(action)
+        assert a[1] == pytest.approx(b[1], rel=1e-12, abs=1e-15) and a[2:4] == b[2:4]
+        a, b = (a[0], a[4]), (b[0], b[4])
+
+
 def test_batched_backtest_env_b_is_the_single_env_on_symbol_b(synth):
     kw = {"mode": "swing", "reward": "log_return", "episode_bars": None, "random_start": False,
           "symbol_order": "sequential"}
@@ -127,6 +145,18 @@ def test_batched_backtest_env_b_is_the_single_env_on_symbol_b(synth):
             _, r, _, _, info = single.step(int(a))
             assert info["equity_usd"] == equity[t][b]
             assert r == pytest.approx(rewards[t][b], rel=1e-12, abs=1e-15)
+
+
+def test_engine_helpers_for_extensions(synth):
+    """make_taker (futures columns) and VectorEnv.call (curriculum hooks) in both modes."""
+    column = np.arange(len(synth.market.ts_ns), dtype=np.float64)
+    vector = StockSwingVectorEnv(2, synth.market, synth.index, episode_bars=20)
+    single = StockSwingEnv(synth.market, synth.index, episode_bars=20)
+    take_b, take_s = vector.engine.make_taker(column), single.engine.make_taker(column)
+    rows = np.array([0, len(column)])  # the sentinel row repeats the last value
+    assert take_b(rows).tolist() == [0.0, column[-1]] and take_s(len(column)) == column[-1]
+    assert isinstance(take_s(3), float)
+    assert vector.call("universe") == synth.market.symbols
 
 
 def test_rllib_creator_and_gym_make_kwargs(synth):
