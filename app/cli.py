@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from app.cli_data import data_app
+from app.cli_train import train_command
 
 app = typer.Typer(
     name="raytrade",
@@ -18,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.command("train")(train_command)
 
 STORE_OPTION = typer.Option(Path("store"), "--store", envvar="RAYTRADE_STORE",
                             help="Parquet store directory.")

@@ -149,6 +149,10 @@ class TrackingConfig(Frozen):
     mlflow_uri: str = "sqlite:///mlruns.db"
     experiment: str = "raytrade"
     runs_dir: Path = Path("runs")
+    #: metric bounds checked every iteration (app/training/alerts.py); None disables alerts
+    bounds_file: Path | None = Path("tune_configs/bounds.yaml")
+    #: register the final policy in the MLflow model registry under this name (None: don't)
+    registered_model: str | None = None
 
 
 class Experiment(Frozen):

@@ -1,0 +1,106 @@
+"""Trading metrics from an equity curve and a position series (pure numpy, no pandas).
+
+Conventions: ``equity_usd[0]`` is the equity before the first bar's return, so a series of
+``n + 1`` equities gives ``n`` simple returns; ``position`` is the signed exposure held during
+each of those ``n`` bars (units, weight or sign: only its sign and changes matter here);
+``periods_per_year`` annualizes (252 for daily stock bars, 8760 for hourly crypto).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def simple_returns(equity_usd: np.ndarray) -> np.ndarray:
+    equity_usd = np.asarray(equity_usd, dtype=np.float64)
+    return equity_usd[1:] / equity_usd[:-1] - 1.0
+
+
+def total_return(equity_usd: np.ndarray) -> float:
+    return float(equity_usd[-1] / equity_usd[0] - 1.0)
+
+
+def annualized_return(equity_usd: np.ndarray, periods_per_year: float) -> float:
+    n = len(equity_usd) - 1
+    if n <= 0 or equity_usd[-1] <= 0:
+        return float("nan") if n <= 0 else -1.0
+    return float((equity_usd[-1] / equity_usd[0]) ** (periods_per_year / n) - 1.0)
+
+
+def volatility(returns: np.ndarray, periods_per_year: float) -> float:
+    return float(np.std(returns, ddof=1) * math.sqrt(periods_per_year)) if len(returns) > 1 else float("nan")
+
+
+def sharpe(returns: np.ndarray, periods_per_year: float) -> float:
+    """Annualized Sharpe ratio of per-bar simple returns (risk-free 0); 0 for a flat series."""
+    if len(returns) < 2:
+        return float("nan")
+    sd = np.std(returns, ddof=1)
+    return 0.0 if sd == 0 else float(np.mean(returns) / sd * math.sqrt(periods_per_year))
+
+
+def sortino(returns: np.ndarray, periods_per_year: float) -> float:
+    if len(returns) < 2:
+        return float("nan")
+    downside = np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2))
+    return 0.0 if downside == 0 else float(np.mean(returns) / downside * math.sqrt(periods_per_year))
+
+
+def drawdown(equity_usd: np.ndarray) -> np.ndarray:
+    """Drawdown at each point, as a fraction below the running peak (0 at a new high)."""
+    equity_usd = np.asarray(equity_usd, dtype=np.float64)
+    return equity_usd / np.maximum.accumulate(equity_usd) - 1.0
+
+
+def max_drawdown(equity_usd: np.ndarray) -> float:
+    """Largest peak-to-trough loss as a positive fraction (0.25 = -25 %)."""
+    return float(-drawdown(equity_usd).min())
+
+
+def max_drawdown_duration_bars(equity_usd: np.ndarray) -> int:
+    """Longest stretch of bars spent below a previous peak."""
+    under = drawdown(equity_usd) < 0
+    longest = run = 0
+    for flag in under:
+        run = run + 1 if flag else 0
+        longest = max(longest, run)
+    return longest
+
+
+def holding_lengths(position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lengths (bars) of each maximal run of long and of short positions."""
+    sign = np.sign(np.asarray(position, dtype=np.float64))
+    if len(sign) == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    change = np.flatnonzero(np.diff(sign) != 0) + 1
+    starts = np.r_[0, change]
+    lengths = np.diff(np.r_[starts, len(sign)])
+    run_sign = sign[starts]
+    return lengths[run_sign > 0], lengths[run_sign < 0]
+
+
+def turnover(position: np.ndarray) -> float:
+    """Mean absolute change in position per bar (a position of 1 bought and sold = 2 / n)."""
+    pos = np.asarray(position, dtype=np.float64)
+    return float(np.abs(np.diff(np.r_[0.0, pos])).mean()) if len(pos) else 0.0
+
+
+def episode_metrics(equity_usd: np.ndarray, position: np.ndarray, periods_per_year: float) -> dict[str, float]:
+    """The per-episode trading metrics training logs (the backtest adds more)."""
+    rets = simple_returns(equity_usd)
+    sign = np.sign(np.asarray(position, dtype=np.float64))
+    longs, shorts = holding_lengths(position)
+    n = max(len(sign), 1)
+    return {
+        "return": total_return(equity_usd),
+        "sharpe": sharpe(rets, periods_per_year),
+        "max_drawdown": max_drawdown(equity_usd),
+        "exposure": float(np.mean(sign != 0)) if len(sign) else 0.0,
+        "turnover": turnover(sign),
+        "pct_long": float(np.sum(sign > 0) / n),
+        "pct_short": float(np.sum(sign < 0) / n),
+        "pct_flat": float(np.sum(sign == 0) / n),
+        "mean_holding_bars": float(np.mean(np.r_[longs, shorts])) if len(longs) + len(shorts) else 0.0,
+    }
