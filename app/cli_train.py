@@ -9,14 +9,21 @@ import typer
 
 def train_command(
     config: Path = typer.Argument(None, help="Experiment YAML (tune_configs/...). Not needed with --resume."),
-    set_: list[str] = typer.Option([], "--set", help="Override a key: --set algorithm.lr=1e-4 (repeatable)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key: --set algorithm.lr=1e-4 (repeatable; "
+                                   "with --resume, e.g. a larger stopping.iterations)."),
     resume: str = typer.Option(None, "--resume", help="Continue a run (its directory or name under runs/)."),
     init_from: Path = typer.Option(None, "--init-from", help="Start from another run's policy weights "
                                    "(a run directory or an RLModule checkpoint)."),
 ) -> None:
     """Train an agent with RLlib (PPO/APPO, MLP/GRU/attention) and track it in MLflow."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from app.config.loader import load_experiment
     from app.errors import ConfigError
@@ -26,7 +33,7 @@ def train_command(
     console = Console()
     if resume:
         run = RunDir.find(resume)
-        exp, resume_run = resume_experiment(run), run
+        exp, resume_run = resume_experiment(run, set_), run
     elif config is not None:
         exp, resume_run = load_experiment(config, set_), None
     else:

@@ -16,12 +16,13 @@ from gymnasium.envs.registration import load_env_creator, register, registry
 from gymnasium.envs.registration import spec as env_spec
 
 STOCK_SWING = "raytrade/StockSwing-v0"
+PORTFOLIO = "raytrade/Portfolio-v0"
 SYNTHETIC_IDS = {
     "raytrade/SyntheticGBM-v0": "gbm",
     "raytrade/SyntheticMeanReversion-v0": "mean_reversion",
     "raytrade/SyntheticTrend-v0": "trend",
 }
-ENV_IDS = (STOCK_SWING, *SYNTHETIC_IDS)
+ENV_IDS = (STOCK_SWING, *SYNTHETIC_IDS, PORTFOLIO)
 
 
 def _register() -> None:
@@ -32,6 +33,9 @@ def _register() -> None:
         if env_id not in registry:
             register(id=env_id, entry_point=single, vector_entry_point=vector,
                      kwargs={"synthetic": kind, "mode": "swing", "reward": "log_return"})
+    if PORTFOLIO not in registry:
+        register(id=PORTFOLIO, entry_point="envs.portfolio:PortfolioEnv",
+                 vector_entry_point="envs.portfolio:PortfolioVectorEnv")
 
 
 def make_creator(env_id: str) -> Callable[[Mapping[str, Any]], Any]:

@@ -115,7 +115,7 @@ def train(exp: Experiment, *, resume: RunDir | None = None, init_from: Path | No
             for path in run.path.glob("split_*.json"):
                 tracker.log_artifact(path, "data")
             tracker.log_artifact(run.path / "experiment.yaml", "config")
-        action_space = algo.env_runner.env.unwrapped.single_action_space if algo.env_runner else None
+        action_space = algo.env_runner_group.get_spaces()["__env_single__"][1]  # TEMP-PROBE
         constants = _constants(action_space, max_entropy_nats)
         rules = alerts.load_rules(exp.tracking.bounds_file) if exp.tracking.bounds_file else []
         total_envs = max(exp.resources.num_env_runners, 1) * exp.resources.num_envs_per_env_runner
@@ -240,5 +240,9 @@ def _attach_file_log(path: Path) -> logging.Handler:
     return handler
 
 
-def resume_experiment(run: RunDir) -> Experiment:
-    return parse_experiment(run.experiment_raw(), where=str(run.path / "experiment.yaml"))
+def resume_experiment(run: RunDir, overrides: list[str] | None = None) -> Experiment:
+    """The run's saved experiment, with ``overrides`` (e.g. a larger budget) applied."""
+    from app.config.loader import apply_overrides
+
+    where = str(run.path / "experiment.yaml")
+    return parse_experiment(apply_overrides(run.experiment_raw(), overrides or [], where), where=where)

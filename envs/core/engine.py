@@ -115,7 +115,8 @@ class Engine:
         self._fee_rate = config.fee_bps * costs.BPS
         self._slippage_rate = config.slippage_bps * costs.BPS
         self._buy_penalty, self._dsr_eta = config.buy_penalty, config.dsr_eta
-        self._base = prepare_features(market.ts_ns, market.ohlcv, market.offsets, spec, idx_ts, idx_ohlc)
+        self._base = prepare_features(market.ts_ns, market.ohlcv, market.offsets, spec, idx_ts, idx_ohlc,
+                                      market.funding_rate)
         self._setup_universe(self._base.index_covered)
         self._tables = self._precompute()
         # bar prices the maths read, one row per market row plus a sentinel (row t+1 of an env

@@ -16,7 +16,12 @@ Layout (``w = spec.window_bars``, all float32, oldest first, newest last):
 * ``index_hloc`` ``[w, 4]``: the market index on the same calendar;
 * ``{bar_name}_volume`` / ``weekly_volume`` ``[w]``: volume over its window mean (0 if the
   window has no volume), so it lies in ``[0, w]``;
+* ``funding_bps`` ``[w]`` (perpetuals, ``spec.with_funding``): the funding rate settled at each of
+  the last ``w`` bars, in bps (0 where no funding event fell in the bar), clipped to
+  ``+-spec.funding_clip_bps``;
 * ``owned`` ``[1]`` (0/1) and ``bars_held`` ``[1]`` (bars since the position was opened, 0 flat).
+  Futures envs replace ``owned`` by :data:`FUTURES_POSITION_KEYS`
+  (:func:`futures_position_observation`).
 
 Prices are ``log(price / latest close)`` (the index relative to ITS latest close), clipped to
 ``+-spec.clip_log_ratio``. Before a series has ``w`` bars/periods the oldest one is repeated.
@@ -41,8 +46,9 @@ from envs.core.resample import (
 )
 
 HLOC = (HIGH, LOW, OPEN, CLOSE)
-PERIOD_NAMES = {"D": "daily", "W": "weekly", "M": "monthly"}
+PERIOD_NAMES = {"D": "daily", "W": "weekly", "M": "monthly", "H4": "4h"}
 POSITION_KEYS = ("owned", "bars_held")
+FUTURES_POSITION_KEYS = ("side", "size", "entry_distance", "unrealized_pnl", "margin_ratio")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +63,8 @@ class ObservationSpec:
         with_index: include the market index window.
         clip_log_ratio: bound of the price log ratios.
         max_bars_held: bound of ``bars_held``.
+        with_funding: include the ``funding_bps`` window (perpetual futures).
+        funding_clip_bps: bound of ``funding_bps``.
     """
 
     window_bars: int = 50
@@ -66,6 +74,8 @@ class ObservationSpec:
     with_index: bool = True
     clip_log_ratio: float = 10.0
     max_bars_held: int = 100_000
+    with_funding: bool = False
+    funding_clip_bps: float = 100.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.window_bars, int) or self.window_bars < 1:
@@ -80,6 +90,8 @@ class ObservationSpec:
             raise ValueError(f"ObservationSpec.clip_log_ratio: must be > 0, got {self.clip_log_ratio}")
         if self.max_bars_held < 1:
             raise ValueError(f"ObservationSpec.max_bars_held: must be >= 1, got {self.max_bars_held}")
+        if not self.funding_clip_bps > 0:
+            raise ValueError(f"ObservationSpec.funding_clip_bps: must be > 0, got {self.funding_clip_bps}")
 
     def fields(self) -> dict[str, tuple[tuple[int, ...], float, float]]:
         """``{key: (shape, low, high)}`` of every observation field, in order."""
@@ -92,6 +104,8 @@ class ObservationSpec:
         out[f"{self.bar_name}_volume"] = ((w,), 0.0, float(w))
         for p in self.volume_periods:
             out[f"{PERIOD_NAMES[p]}_volume"] = ((w,), 0.0, float(w))
+        if self.with_funding:
+            out["funding_bps"] = ((w,), -float(self.funding_clip_bps), float(self.funding_clip_bps))
         out["owned"] = ((1,), 0.0, 1.0)
         out["bars_held"] = ((1,), 0.0, float(self.max_bars_held))
         return out
@@ -117,15 +131,17 @@ class FeatureBase:
     periods: dict[str, tuple[PartialBars, np.ndarray, np.ndarray]]  # -> (bars, log HLOC, volume)
     index_log_hloc: np.ndarray | None   # float64 [R, 4] on the rows' calendar
     index_covered: np.ndarray           # bool [R]: the index had started at the row
+    funding_bps: np.ndarray | None = None  # float64 [R]: funding settled at the row, bps
 
 
 def prepare_features(ts_ns: np.ndarray, ohlcv: np.ndarray, offsets: np.ndarray, spec: ObservationSpec,
                      index_ts_ns: np.ndarray | None = None, index_ohlc: np.ndarray | None = None,
-                     ) -> FeatureBase:
+                     funding_rate: np.ndarray | None = None) -> FeatureBase:
     """Per-row base arrays of a CSR market (validated upstream: finite, positive prices).
 
     ``index_ohlc`` has O,H,L,C(,V) columns on its own timestamps ``index_ts_ns``; it is aligned
-    causally to every series' calendar. Without an index, the index is flat.
+    causally to every series' calendar. Without an index, the index is flat. ``funding_rate``
+    (``[R]``, settled at each row; used when ``spec.with_funding``) defaults to 0.
     """
     offsets = np.asarray(offsets, dtype=np.int64)
     lengths = np.diff(offsets)
@@ -142,9 +158,13 @@ def prepare_features(ts_ns: np.ndarray, ohlcv: np.ndarray, offsets: np.ndarray, 
         else:
             aligned, covered = align_to_calendar(ts_ns, index_ts_ns, np.asarray(index_ohlc, dtype=np.float64))
             index_log_hloc = np.log(aligned[:, HLOC])
+    funding = None
+    if spec.with_funding:
+        funding = np.zeros(len(ts_ns)) if funding_rate is None else np.asarray(funding_rate, np.float64) * 1e4
     return FeatureBase(spec, series_start, np.ascontiguousarray(log_ohlc[:, CLOSE]),
                        np.ascontiguousarray(log_ohlc[:, HLOC]),
-                       np.asarray(ohlcv[:, VOLUME], dtype=np.float64), periods, index_log_hloc, covered)
+                       np.asarray(ohlcv[:, VOLUME], dtype=np.float64), periods, index_log_hloc, covered,
+                       funding)
 
 
 def _buffer(scratch: dict | None, key: str, shape: tuple[int, ...], dtype=np.float64) -> np.ndarray | None:
@@ -200,6 +220,14 @@ def market_observation(base: FeatureBase, rows: np.ndarray, out: dict[str, np.nd
                                           dst.get("index_hloc"), hloc_tmp)
     key = f"{spec.bar_name}_volume"
     result[key] = _relative_volume(base.volume, raw_src, dst.get(key), vol_tmp)
+    if base.funding_bps is not None:
+        funding = np.take(base.funding_bps, raw_src, out=vol_tmp)
+        np.clip(funding, -spec.funding_clip_bps, spec.funding_clip_bps, out=funding)
+        if dst.get("funding_bps") is None:
+            result["funding_bps"] = funding.astype(np.float32)
+        else:
+            dst["funding_bps"][...] = funding
+            result["funding_bps"] = dst["funding_bps"]
     for p, (bars, log_hloc, volume) in base.periods.items():
         src = period_window_rows(rows, bars, w, out=_buffer(scratch, "src", (n, w), np.int64))
         key = f"{PERIOD_NAMES[p]}_hloc"
@@ -215,6 +243,55 @@ def position_observation(owned: np.ndarray, bars_held: np.ndarray, spec: Observa
     owned = np.asarray(owned).reshape(-1, 1)
     held = np.minimum(np.asarray(bars_held).reshape(-1, 1), spec.max_bars_held)
     return {"owned": owned.astype(np.float32), "bars_held": held.astype(np.float32)}
+
+
+def futures_position_fields(spec: ObservationSpec) -> dict[str, tuple[tuple[int, ...], float, float]]:
+    """``{key: (shape, low, high)}`` of :data:`FUTURES_POSITION_KEYS`."""
+    c = float(spec.clip_log_ratio)
+    return {"side": ((1,), -1.0, 1.0), "size": ((1,), 0.0, c), "entry_distance": ((1,), -c, c),
+            "unrealized_pnl": ((1,), -c, c), "margin_ratio": ((1,), 0.0, 1.0)}
+
+
+def futures_position_values(qty, mark_price, entry_price, margin_usd, equity_usd, leverage,
+                            maintenance_margin_rate, clip, minimum=min, maximum=max) -> tuple:
+    """Float64 values of :data:`FUTURES_POSITION_KEYS` on floats (``min``/``max``) or arrays
+    (``np.minimum``/``np.maximum``), same arithmetic (the env's faces agree bit for bit):
+
+    * ``side``: -1 short, 0 flat, +1 long;
+    * ``size``: ``|qty| * mark / (equity * leverage)``, the share of the allowed leverage in use;
+    * ``entry_distance``: ``mark / entry - 1`` (0 flat);
+    * ``unrealized_pnl``: ``qty * (mark - entry) / equity``;
+    * ``margin_ratio``: maintenance margin over the position's margin balance
+      (``margin + unrealized PnL``); the position is liquidated at 1 (0 flat).
+
+    Bounded to the :func:`futures_position_fields` ranges.
+    """
+    flat = qty == 0
+    side = (qty > 0) * 1.0 - (qty < 0)
+    notional = abs(qty) * mark_price
+    equity = maximum(equity_usd, 1e-12)
+    upnl = qty * (mark_price - entry_price)
+    size = minimum(notional / (equity * leverage), clip)
+    distance = (mark_price / (entry_price + flat) - 1.0) * (1 - flat)
+    distance = minimum(maximum(distance, -clip), clip)
+    pnl = minimum(maximum(upnl / equity, -clip), clip)
+    ratio = minimum(maintenance_margin_rate * notional / maximum(margin_usd + upnl, 1e-12), 1.0)
+    return side, size, distance, pnl, ratio
+
+
+def futures_position_observation(qty, mark_price, entry_price, margin_usd, equity_usd, bars_held, *,
+                                 leverage: float, maintenance_margin_rate: float,
+                                 spec: ObservationSpec) -> dict[str, np.ndarray]:
+    """Position part of a futures observation, batched ``[n, 1]`` (Serve, the trader, the vector
+    env): :data:`FUTURES_POSITION_KEYS` (:func:`futures_position_values`) and ``bars_held``."""
+    arrays = [np.asarray(a, dtype=np.float64).reshape(-1) for a in (qty, mark_price, entry_price, margin_usd,
+                                                                     equity_usd)]
+    values = futures_position_values(*arrays, leverage, maintenance_margin_rate, float(spec.clip_log_ratio),
+                                     np.minimum, np.maximum)
+    block = np.stack(values, axis=1).astype(np.float32)
+    out = {k: block[:, i:i + 1] for i, k in enumerate(FUTURES_POSITION_KEYS)}
+    out["bars_held"] = np.minimum(np.asarray(bars_held).reshape(-1, 1), spec.max_bars_held).astype(np.float32)
+    return out
 
 
 def validate_bars(name: str, ts_ns: np.ndarray, ohlcv: np.ndarray, offsets: np.ndarray | None = None) -> None:
@@ -244,13 +321,16 @@ def validate_bars(name: str, ts_ns: np.ndarray, ohlcv: np.ndarray, offsets: np.n
 
 def build_observation(ts_ns: np.ndarray, ohlcv: np.ndarray, *, spec: ObservationSpec | None = None,
                       index_ts_ns: np.ndarray | None = None, index_ohlc: np.ndarray | None = None,
-                      owned: bool = False, bars_held: int = 0) -> dict[str, np.ndarray]:
+                      owned: bool = False, bars_held: int = 0, funding_rate: np.ndarray | None = None,
+                      ) -> dict[str, np.ndarray]:
     """Observation at the LAST bar of a plain window of recent bars (one symbol), unbatched.
 
     Exactly what the envs return at that bar when the window holds the series from its start,
     or at least enough bars that every observed period is complete in the window (for monthly
     windows: the bars since the start of the month ``window_bars`` months back). The index
-    bars need not share the window's timestamps: they are aligned causally.
+    bars need not share the window's timestamps: they are aligned causally. ``funding_rate``
+    (perpetuals) is the funding settled at each bar of the window (0 if omitted). Futures envs
+    replace ``owned`` with :func:`futures_position_observation` of the live position.
     """
     spec = spec or ObservationSpec()
     ts_ns = np.asarray(ts_ns, dtype=np.int64)
@@ -267,7 +347,11 @@ def build_observation(ts_ns: np.ndarray, ohlcv: np.ndarray, *, spec: Observation
         validate_bars("build_observation.index_ohlc", index_ts_ns, index_ohlc)
         if index_ts_ns[0] > ts_ns[-1]:
             raise ValueError("build_observation.index_ohlc: the index starts after the last bar")
-    base = prepare_features(ts_ns, ohlcv, np.array([0, len(ts_ns)]), spec, index_ts_ns, index_ohlc)
+    if funding_rate is not None:
+        funding_rate = np.asarray(funding_rate, dtype=np.float64)
+        if funding_rate.shape != ts_ns.shape or not np.isfinite(funding_rate).all():
+            raise ValueError("build_observation.funding_rate: must be finite, one rate per bar")
+    base = prepare_features(ts_ns, ohlcv, np.array([0, len(ts_ns)]), spec, index_ts_ns, index_ohlc, funding_rate)
     row = np.array([len(ts_ns) - 1])
     obs = market_observation(base, row)
     obs.update(position_observation(np.array([owned]), np.array([bars_held]), spec))

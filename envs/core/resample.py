@@ -1,4 +1,4 @@
-"""Causal calendar resampling in numpy: partial weekly/monthly bars built from bars seen so far.
+"""Causal calendar resampling in numpy: partial 4-hour/daily/weekly/monthly bars built from bars seen so far.
 
 At row ``t`` the bar of the current week (month) is *partial*: open of the period's first bar,
 max high and min low up to ``t``, close at ``t``, volume summed up to ``t``. Completed periods
@@ -19,12 +19,14 @@ import numpy as np
 
 from envs.core.market import CLOSE, HIGH, LOW, OPEN, VOLUME
 
+NS_PER_HOUR = 3_600 * 10**9
 NS_PER_DAY = 86_400 * 10**9
-PERIODS = ("D", "W", "M")
+PERIODS = ("D", "W", "M", "H4")
 
 
 def period_ids(ts_ns: np.ndarray, period: str) -> np.ndarray:
-    """Calendar period of each timestamp (UTC): days, Monday-based weeks or months since 1970."""
+    """Calendar period of each timestamp (UTC): days, Monday-based weeks, months or 4-hour blocks
+    (00:00, 04:00, ... UTC) since 1970."""
     ts_ns = np.asarray(ts_ns, dtype=np.int64)
     if period == "D":
         return ts_ns // NS_PER_DAY
@@ -32,6 +34,8 @@ def period_ids(ts_ns: np.ndarray, period: str) -> np.ndarray:
         return (ts_ns // NS_PER_DAY + 3) // 7  # 1970-01-01 is a Thursday
     if period == "M":
         return ts_ns.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)
+    if period == "H4":
+        return ts_ns // (4 * NS_PER_HOUR)
     raise ValueError(f"period: expected one of {PERIODS}, got {period!r}")
 
 

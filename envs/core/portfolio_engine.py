@@ -1,0 +1,402 @@
+"""The portfolio engine: N assets with shared equity, per-asset state ``[B, A]``, one calendar.
+
+A batched :class:`~envs.core.engine.Engine` (the single env is its B = 1 view) whose per-asset
+quantities are ``[B, A]`` arrays and whose equity is ``cash + (qty * price).sum(-1)``. It reuses
+the base engine's universe eligibility, precomputed observation tables (the one observation
+builder), rewards, resets and autoreset; fills, fees, slippage, margin and funding come from
+:mod:`envs.core.costs`.
+
+Calendar: the assets of a market are put on ONE calendar, the union of their timestamps
+(:func:`align_market`). Each asset owns a dense series from its first to its last bar; where it
+has no bar at a calendar time, a *gap bar* is filled flat at its last close with zero volume
+(causal). Orders for an asset whose next bar is a gap bar are not filled (they wait).
+
+Margin (cross margin: every position shares the equity). After the fill and funding, the book
+is marked at every asset's adverse extreme of the bar (lows for longs, highs for shorts; the
+mark OHLC when the market carries it). Where that worst-case equity falls to the maintenance
+margin of the gross notional there (:func:`~envs.core.costs.maintenance_margin_usd`), every
+position is closed at those prices (slippage and fee), cash is floored at 0 (the exchange's
+insurance fund absorbs a deficit) and the episode terminates. A book already under maintenance
+at the next open (a gap) is liquidated at the open instead, before any order fills.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from gymnasium import spaces as gym_spaces
+
+from envs.core import costs, spaces
+from envs.core.engine import Engine
+from envs.core.market import CLOSE, HIGH, LOW, OPEN, VOLUME, MarketArrays
+from envs.core.observation import POSITION_KEYS, ObservationSpec, market_observation, validate_bars
+from envs.core.resample import align_to_calendar
+
+# rows of the per-row price table ``[K, R + 1]`` (the last column is a sentinel)
+P_OPEN, P_CLOSE, P_MARK_OPEN, P_MARK_HIGH, P_MARK_LOW, P_FUNDING, P_LIVE = range(7)
+GAP_TOLERANCE = 1e-12  # relative slack of the leverage check (floating-point rounding)
+_TINY = 1e-300
+
+
+@dataclass(frozen=True, eq=False)
+class Calendar:
+    """Assets on one calendar (see the module docstring).
+
+    Attributes:
+        market: the dense market: each asset's series spans its first to its last bar.
+        ts_ns: int64 ``[C]``, the union of the assets' timestamps.
+        first: int64 ``[S]``, calendar index of each asset's first bar (its row 0).
+        live: bool ``[R]``, the row is a real bar (False: a gap bar filled flat).
+    """
+
+    market: MarketArrays
+    ts_ns: np.ndarray
+    first: np.ndarray
+    live: np.ndarray
+
+
+def validate_market(market: MarketArrays) -> None:
+    """Clear errors for arrays a portfolio cannot use (NaN, non-positive prices, duplicates)."""
+    if not isinstance(market, MarketArrays):
+        raise ValueError(f"market: expected MarketArrays, got {type(market).__name__}")
+    validate_bars("market", market.ts_ns, market.ohlcv, market.offsets)
+    dup = sorted({s for s in market.symbols if market.symbols.count(s) > 1})
+    if dup:
+        raise ValueError(f"market.symbols: duplicate symbols {dup}")
+    if market.funding_rate is not None and not np.isfinite(market.funding_rate).all():
+        r = int(np.flatnonzero(~np.isfinite(market.funding_rate))[0])
+        raise ValueError(f"market.funding_rate: NaN or inf at row {r}")
+    if market.mark_ohlc is not None and not (np.isfinite(market.mark_ohlc) & (market.mark_ohlc > 0)).all():
+        r = int(np.flatnonzero(~(np.isfinite(market.mark_ohlc) & (market.mark_ohlc > 0)).all(1))[0])
+        raise ValueError(f"market.mark_ohlc: prices must be finite and > 0, row {r} has "
+                         f"{market.mark_ohlc[r].tolist()}")
+
+
+def align_market(market: MarketArrays, symbols: tuple[str, ...]) -> Calendar:
+    """``symbols`` of ``market`` on the union of their timestamps, gaps filled flat (causal)."""
+    idx = [market.index_of(s) for s in symbols]
+    cal = np.unique(np.concatenate([market.ts_ns[market.rows(i)] for i in idx]))
+    src_parts, grid_parts, first = [], [], []
+    for i in idx:
+        rows = market.rows(i)
+        ts = market.ts_ns[rows]
+        lo, hi = np.searchsorted(cal, ts[[0, -1]]) if len(ts) else (0, -1)
+        grid = cal[lo:hi + 1]
+        src_parts.append(rows.start + np.searchsorted(ts, grid, "right") - 1)  # last bar at or before
+        grid_parts.append(grid)
+        first.append(int(lo))
+    src, ts_ns = np.concatenate(src_parts).astype(np.int64), np.concatenate(grid_parts).astype(np.int64)
+    live = market.ts_ns[src] == ts_ns
+    gap = ~live
+    ohlcv = market.ohlcv[src]
+    ohlcv[gap, :4] = ohlcv[gap, CLOSE][:, None]
+    ohlcv[gap, VOLUME] = 0.0
+    funding = None if market.funding_rate is None else np.where(live, market.funding_rate[src], 0.0)
+    mark = None if market.mark_ohlc is None else market.mark_ohlc[src]
+    if mark is not None:
+        mark[gap] = mark[gap, 3][:, None]
+    offsets = np.concatenate([[0], np.cumsum([len(g) for g in grid_parts])]).astype(np.int64)
+    dense = MarketArrays(tuple(symbols), offsets, ts_ns, ohlcv, funding, mark)
+    return Calendar(dense, cal.astype(np.int64), np.array(first, dtype=np.int64), live)
+
+
+class PortfolioEngine(Engine):
+    """Steps ``num_envs`` portfolios of ``n_assets`` assets; see the module docstring.
+
+    Configured by a :class:`envs.portfolio.PortfolioConfig` (fields read here: ``n_assets``,
+    ``action_mode``, ``max_leverage``, ``allow_short``, ``maintenance_margin_bps``,
+    ``rebalance_band``, ``with_index``, ``clip_log_ratio``).
+    """
+
+    PER_ASSET = {"assets": np.int64, "row0": np.int64, "qty": np.float64, "close_usd": np.float64,
+                 "bars_held": np.int64, "fill_price_usd": np.float64}
+    STATE = {"cal_row": np.int64, "end_cal_row": np.int64, "cash_usd": np.float64,
+             "equity_usd": np.float64, "index_close": np.float64, "fees_paid_usd": np.float64,
+             "fee_usd": np.float64, "funding_usd": np.float64, "exposure_at_fill": np.float64,
+             "liquidated": np.bool_, "dsr_mean": np.float64, "dsr_mean_sq": np.float64, **PER_ASSET}
+
+    def __init__(self, market: MarketArrays, config, *, index: MarketArrays | None = None,
+                 num_envs: int = 1) -> None:
+        validate_market(market)
+        names = config.symbols or market.symbols
+        for s in names:
+            if s not in market.symbols:
+                raise ValueError(f"{type(config).__name__}.symbols: symbol {s!r} not in market "
+                                 f"({market.n_symbols} symbols)")
+        self._names = tuple(names)
+        self._cal = align_market(market, self._names)
+        spec = ObservationSpec(window_bars=config.window_bars, with_index=config.with_index,
+                               clip_log_ratio=float(config.clip_log_ratio),
+                               max_bars_held=max(len(self._cal.ts_ns), 1))
+        super().__init__(self._cal.market, config, spec, index=index, num_envs=num_envs, batched=True)
+        self._price_table(self._cal.market)
+        self._lev = float(config.max_leverage)
+        self._mmr = config.maintenance_margin_bps * costs.BPS
+        # cost of trading one unit of notional at the mark (slippage + fee), and the largest
+        # notional-at-mark per unit of sizing equity (a sell's fill price is below the mark)
+        self._unit_cost = self._slippage_rate + self._fee_rate * (1.0 + self._slippage_rate)
+        self._rho = 1.0 / ((1.0 - self._slippage_rate) * (1.0 + self._fee_rate))
+        self._continuous = config.action_mode == "continuous"
+        self._band = float(config.rebalance_band)
+        self._side_offset = 1 if config.allow_short else 0
+        self._n_choices = 3 if config.allow_short else 2
+        self._w = self._lev / self.n_assets
+        self._a_low = -1.0 if config.allow_short else 0.0
+        self.exposure_clip = 10.0 * self._lev
+        self._log_clip = float(config.clip_log_ratio)
+        self._initial = float(config.initial_cash_usd)
+        self._layout3 = tuple((k, a, b, shape if len(shape) == 2 else (*shape, 1))
+                              for k, (a, b, shape) in self._layout.items())
+        self.single_observation_space, self.single_action_space = self._spaces()
+
+    # --- data -----------------------------------------------------------------------------
+    def _price_table(self, dense: MarketArrays) -> None:
+        ohlcv = dense.ohlcv
+        mark = dense.mark_ohlc if dense.mark_ohlc is not None else ohlcv[:, :4]
+        px = np.zeros((7, len(ohlcv) + 1))
+        px[P_OPEN, :-1], px[P_CLOSE, :-1] = ohlcv[:, OPEN], ohlcv[:, CLOSE]
+        px[P_MARK_OPEN, :-1], px[P_MARK_HIGH, :-1], px[P_MARK_LOW, :-1] = mark[:, 0], mark[:, 1], mark[:, 2]
+        if dense.funding_rate is not None:
+            px[P_FUNDING, :-1] = dense.funding_rate
+        px[P_LIVE, :-1] = self._cal.live
+        px[:, -1] = px[:, -2] if len(ohlcv) else 1.0  # sentinel: row t+1 of a finished env
+        self._px, self._has_funding = px, dense.funding_rate is not None
+        index = np.ones((2, len(self._cal.ts_ns) + 1))
+        if self.index is not None:
+            aligned, _ = align_to_calendar(self._cal.ts_ns, self.index.ts_ns, self.index.ohlcv)
+            index[0, :-1], index[1, :-1] = aligned[:, 0], aligned[:, 3]
+            index[:, -1] = index[:, -2]
+        self._index_cal = index
+
+    def _setup_universe(self, covered: np.ndarray) -> None:
+        super()._setup_universe(covered)  # per-asset eligible rows of the dense market
+        cfg, m = self.config, self.market
+        if cfg.n_assets is None and len(self.universe) < len(self._names):
+            short = [s for s in self._names if s not in self.universe]
+            raise ValueError(f"{type(cfg).__name__}.n_assets: None trades every symbol, but {short} lack "
+                             f"warmup_bars + episode_bars bars of data (set n_assets to sample subsets)")
+        n = self.n_assets = cfg.n_assets or len(self._names)
+        if n > len(self.universe):
+            cfg._fail("n_assets", f"only {len(self.universe)} symbols have enough data")
+        off, first = m.offsets[self._uni_sym], self._cal.first[self._uni_sym]
+        self._lo_c, self._hi_c = first + self._lo - off, first + self._hi - off
+        self._row0_u = off - first  # the asset's row at calendar index c is row0 + c
+        self._need = cfg.episode_bars or 1
+        edges = np.zeros(len(self._cal.ts_ns) + 1, dtype=np.int64)
+        np.add.at(edges, self._lo_c, 1)
+        np.add.at(edges, self._hi_c - self._need + 1, -1)
+        self._starts = np.flatnonzero(np.cumsum(edges)[:-1] >= n)
+        if not len(self._starts):
+            raise ValueError(f"{type(cfg).__name__}.n_assets: no window of warmup_bars + episode_bars "
+                             f"bars where {n} assets all have data")
+
+    def _spaces(self) -> tuple[gym_spaces.Dict, gym_spaces.Space]:
+        n, clip, f32 = self.n_assets, self.exposure_clip, np.float32
+        obs = spaces.dict_space({k: ((n, *shape), lo, hi) for k, (shape, lo, hi) in self.market_fields().items()})
+        held = float(self.spec.max_bars_held)
+        obs["positions"] = gym_spaces.Box(np.tile(np.array([-clip, 0.0], f32), (n, 1)),
+                                          np.tile(np.array([clip, held], f32), (n, 1)), dtype=f32)
+        obs["portfolio"] = gym_spaces.Box(np.array([-clip - 1.0, 0.0, -self._log_clip], f32),
+                                          np.array([clip + 1.0, clip, self._log_clip], f32), dtype=f32)
+        if self._continuous:
+            return obs, gym_spaces.Box(f32(self._a_low), f32(1.0), (n,), dtype=f32)
+        return obs, gym_spaces.MultiDiscrete([self._n_choices] * n)
+
+    # --- episodes -------------------------------------------------------------------------
+    def reset_state_arrays(self) -> None:
+        shape = (self.num_envs, self.n_assets)
+        for name, dtype in self.STATE.items():
+            setattr(self, name, np.zeros(shape if name in self.PER_ASSET else self.num_envs, dtype=dtype))
+
+    def _sample(self, rng: np.random.Generator, k: int, options: dict | None):
+        cfg, n, need = self.config, self.n_assets, self._need
+        forced = (options or {}).get("symbols")
+        if forced is not None:
+            names = [forced] if isinstance(forced, str) else list(forced)
+            bad = [s for s in names if s not in self.universe]
+            if len(names) != n or len(set(names)) != n or bad:
+                raise ValueError(f"options['symbols']: need {n} distinct symbols of the eligible "
+                                 f"universe, got {names}" + (f" ({bad} not eligible)" if bad else ""))
+            u = np.array(sorted(self.universe.index(s) for s in names), dtype=np.int64)
+            lo, hi = int(self._lo_c[u].max()), int(self._hi_c[u].min()) - need
+            if lo > hi:
+                raise ValueError(f"options['symbols']: {names} share no window of episode_bars bars")
+            start = rng.integers(lo, hi + 1, size=k) if cfg.random_start else np.full(k, lo)
+            u = np.broadcast_to(u, (k, n)).copy()
+        else:
+            starts = self._starts
+            start = starts[rng.integers(len(starts), size=k)] if cfg.random_start else np.full(k, starts[0])
+            n_uni = len(self.universe)
+            if n == n_uni:
+                u = np.broadcast_to(np.arange(n_uni), (k, n)).copy()
+            else:  # a uniform subset of the assets with data over the episode (universe order)
+                ok = (self._lo_c <= start[:, None]) & (start[:, None] <= self._hi_c - need)
+                keys = np.where(ok, rng.random((k, n_uni)), 2.0)
+                u = np.sort(np.argsort(keys, axis=1, kind="stable")[:, :n], axis=1)
+        end = start + cfg.episode_bars if cfg.episode_bars else self._hi_c[u].min(axis=1)
+        return u, start.astype(np.int64), end.astype(np.int64)
+
+    def initial_state(self, assets: np.ndarray, start: np.ndarray, end: np.ndarray) -> dict[str, np.ndarray]:
+        k, n = assets.shape
+        row0 = self._row0_u[assets]
+        cash = np.full(k, self._initial)
+        zero, zeros = np.zeros(k), np.zeros((k, n))
+        return {"cal_row": start, "end_cal_row": end, "assets": assets, "row0": row0, "qty": zeros,
+                "close_usd": self._px[P_CLOSE, row0 + start[:, None]], "bars_held": np.zeros((k, n), np.int64),
+                "fill_price_usd": zeros, "cash_usd": cash, "equity_usd": cash,
+                "index_close": self._index_cal[1, start], "fees_paid_usd": zero, "fee_usd": zero,
+                "funding_usd": zero, "exposure_at_fill": zero, "liquidated": np.zeros(k, bool),
+                "dsr_mean": zero, "dsr_mean_sq": zero}
+
+    # --- stepping -------------------------------------------------------------------------
+    def convert_action(self, action):
+        a = np.asarray(action)
+        if a.shape != (self.num_envs, self.n_assets):
+            raise ValueError(f"action: expected shape {(self.num_envs, self.n_assets)} (envs, assets), "
+                             f"got {a.shape}")
+        if self._continuous:
+            if not np.isfinite(a).all():
+                raise ValueError("action: target weights must be finite")
+        elif a.dtype.kind not in "iub" or a.min() < 0 or a.max() >= self._n_choices:
+            raise ValueError(f"action: expected ints in [0, {self._n_choices}), got {a.tolist()}")
+        return a
+
+    def target_weights(self, action, value_usd, equity_usd):
+        """Action -> ``(trade [B, A], target weight [B, A])``, weights signed fractions of equity
+        with ``sum(|w|) <= max_leverage``.
+
+        Discrete: ``w = (action - 1) * max_leverage / n_assets`` (long-only: ``action * ...``);
+        an asset trades only where the wanted side differs from the held side (a held position
+        is not topped up as its weight drifts). Continuous: ``w = max_leverage * a / max(1,
+        sum(|a|))`` with ``a`` clipped to the action bounds; an asset trades where ``|w -
+        current weight| > rebalance_band``.
+        """
+        if self._continuous:
+            a = np.clip(action, self._a_low, 1.0)
+            w = a * (self._lev / np.maximum(np.abs(a).sum(-1, keepdims=True), 1.0))
+            return np.abs(w - value_usd / equity_usd[:, None]) > self._band, w
+        side = action - self._side_offset
+        return side != np.sign(value_usd), side * self._w
+
+    def _liquidate(self, mask, cash, qty, ref_price):
+        """Close every position where ``mask`` at ``ref_price`` (slippage, fee); cash floored at 0."""
+        price, notional, fee = costs.fill(-qty * mask[:, None], ref_price, self._fee_rate, self._slippage_rate)
+        fee = fee.sum(-1)
+        cash = cash - notional.sum(-1) - fee
+        return np.where(mask, np.maximum(cash, 0.0), cash), qty * ~mask[:, None], fee, price
+
+    def step(self, action):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return self._step(action)
+
+    def _step(self, action):
+        c1 = self.cal_row + 1
+        px = self._px.take(self.row0 + c1[:, None], axis=1)  # [K, B, A]
+        o1, close1 = px[P_OPEN], px[P_CLOSE]
+        index_open1, index_close1 = self._index_cal.take(c1, axis=1)
+        qty0, cash0, lev, mmr, sign = self.qty, self.cash_usd, self._lev, self._mmr, np.sign
+        value0 = qty0 * o1
+        equity_open = cash0 + value0.sum(-1)
+        gross0 = np.abs(value0).sum(-1)
+        # a book under maintenance at the open (a gap through the margin) is liquidated there
+        liq_open = (gross0 > 0.0) & (equity_open <= costs.maintenance_margin_usd(gross0, mmr))
+        fees = 0.0
+        if liq_open.any():
+            cash0, qty0, fees, _ = self._liquidate(liq_open, cash0, qty0, o1)
+            value0 = qty0 * o1
+            equity_open = cash0 + value0.sum(-1)
+            gross0 = np.abs(value0).sum(-1)
+        can_trade = (px[P_LIVE] > 0.0) & ~liq_open[:, None]
+        trade, weight = self.target_weights(action, value0, equity_open)
+        trade = trade & can_trade
+        eq = equity_open[:, None]
+        dq, price, notional, fee = costs.rebalance(trade, weight, eq, qty0, o1, self._fee_rate,
+                                                   self._slippage_rate, sign)
+        qty = qty0 + dq
+        cash = cash0 - notional.sum(-1) - fee.sum(-1)
+        value = qty * o1
+        equity_fill, gross = cash + value.sum(-1), np.abs(value).sum(-1)
+        over = gross > lev * equity_fill * (1.0 + GAP_TOLERANCE)
+        if over.any():  # rebalance every asset, sized so that gross <= L * equity after costs
+            trade = np.where(over[:, None], can_trade, trade)
+            abs0 = np.abs(value0)
+            held, traded0 = (abs0 * ~trade).sum(-1), (abs0 * trade).sum(-1)
+            w_sum = (np.abs(weight) * trade).sum(-1)
+            c = self._unit_cost
+            bound = (lev * (equity_open - c * traded0) - held) / (w_sum * self._rho * (1.0 + lev * c))
+            bound = np.where(w_sum > 0.0, np.clip(bound, 0.0, equity_open), equity_open)
+            eq = np.where(over, bound, equity_open)[:, None]
+            dq, price, notional, fee = costs.rebalance(trade, weight, eq, qty0, o1, self._fee_rate,
+                                                       self._slippage_rate, sign)
+            qty = qty0 + dq
+            cash = cash0 - notional.sum(-1) - fee.sum(-1)
+            value = qty * o1
+            equity_fill, gross = cash + value.sum(-1), np.abs(value).sum(-1)
+        fees = fees + fee.sum(-1)
+        fill_price = price * (dq != 0.0)
+        funding = np.zeros(self.num_envs)
+        if self._has_funding:  # after the fill, on the position held at the funding time
+            funding = costs.funding_usd(qty, px[P_MARK_OPEN], px[P_FUNDING]).sum(-1)
+            cash = cash - funding
+        worst = np.where(qty > 0.0, px[P_MARK_LOW], px[P_MARK_HIGH])
+        value_w = qty * worst
+        gross_w = np.abs(value_w).sum(-1)
+        liq = (gross_w > 0.0) & (cash + value_w.sum(-1) <= costs.maintenance_margin_usd(gross_w, mmr))
+        if liq.any():
+            cash, qty, fee_liq, price_liq = self._liquidate(liq, cash, qty, worst)
+            fees = fees + fee_liq
+            fill_price = np.where(liq[:, None] & (price_liq != 0.0), price_liq, fill_price)
+        terminated = liq_open | liq
+        equity = cash + (qty * close1).sum(-1)
+        reward = self._reward(self.equity_usd, equity, qty0, qty, o1, close1, index_open1, index_close1)
+        same = sign(qty) == sign(qty0)
+        self.bars_held = (qty != 0.0) * (same * self.bars_held + 1)
+        self.qty, self.cash_usd, self.equity_usd, self.close_usd = qty, cash, equity, close1
+        self.index_close, self.fees_paid_usd = index_close1, self.fees_paid_usd + fees
+        self.fee_usd, self.funding_usd = fees, funding
+        self.fill_price_usd, self.liquidated = fill_price, terminated
+        self.exposure_at_fill = gross / np.maximum(equity_fill, _TINY)
+        self.cal_row = c1
+        return reward, terminated, c1 >= self.end_cal_row
+
+    # --- observations & info --------------------------------------------------------------
+    def observe(self) -> dict[str, np.ndarray]:
+        """Per-asset market windows ``[B, A, w, F]`` (the one builder's fields, volume with a
+        trailing axis of 1), ``positions`` ``[B, A, 2]`` and ``portfolio`` ``[B, 3]``."""
+        rows = (self.row0 + self.cal_row[:, None]).reshape(-1)
+        b, n = self.num_envs, self.n_assets
+        if self._table is not None:
+            block = np.take(self._table, rows, axis=0)
+        else:
+            block = np.empty((len(rows), self._width), dtype=np.float32)
+            market_observation(self._base, rows, self._block_views(block), self._scratch)
+        block = block.reshape(b, n, self._width)
+        obs = {k: block[:, :, lo:hi].reshape(b, n, *shape) for k, lo, hi, shape in self._layout3}
+        equity = self.equity_usd
+        safe = np.maximum(equity, _TINY)[:, None]
+        value = self.qty * self.close_usd
+        clip = self.exposure_clip
+        pos = np.empty((b, n, 2), dtype=np.float32)
+        np.clip(value / safe, -clip, clip, out=pos[..., 0], casting="unsafe")
+        np.minimum(self.bars_held, self.spec.max_bars_held, out=pos[..., 1], casting="unsafe")
+        port = np.empty((b, 3), dtype=np.float32)
+        port[:, 0] = np.clip(self.cash_usd / safe[:, 0], -clip - 1.0, clip + 1.0)
+        port[:, 1] = np.minimum(np.abs(value).sum(-1) / safe[:, 0], clip)
+        port[:, 2] = np.clip(np.log(np.maximum(equity, _TINY) / self._initial), -self._log_clip, self._log_clip)
+        obs["positions"], obs["portfolio"] = pos, port
+        return obs
+
+    def market_fields(self) -> dict[str, tuple[tuple[int, ...], float, float]]:
+        """``{key: (shape per asset, low, high)}`` of the per-asset market windows."""
+        return {k: ((self.spec.window_bars, 4 if "hloc" in k else 1), lo, hi)
+                for k, (_, lo, hi) in self.spec.fields().items() if k not in POSITION_KEYS}
+
+    def info(self) -> dict:
+        """Accounting after the last step, ``[B]`` (``[B, A]`` per asset); never written again."""
+        return {"equity_usd": self.equity_usd, "cash_usd": self.cash_usd, "position_qty": self.qty,
+                "fill_price_usd": self.fill_price_usd, "fee_usd": self.fee_usd,
+                "fees_paid_usd": self.fees_paid_usd, "funding_usd": self.funding_usd,
+                "exposure_at_fill": self.exposure_at_fill, "liquidated": self.liquidated,
+                "assets": self.assets.copy(), "bar_ts_ns": self._cal.ts_ns[np.minimum(
+                    self.cal_row, len(self._cal.ts_ns) - 1)]}

@@ -1,0 +1,186 @@
+"""Portfolio-v0: N assets (stocks, spot coins or perpetuals) traded at once with shared equity.
+
+Execution semantics
+    The action is chosen on bar t's close and fills at bar t+1's open: every asset that trades
+    is rebalanced to its target weight of the equity marked at that open, at the open moved
+    against the trader by ``slippage_bps``, paying ``fee_bps`` of the notional
+    (:func:`envs.core.costs.rebalance`: the target's notional plus its fee is ``weight *
+    equity``). Then funding is paid (perpetuals), the margin is checked over bar t+1's range,
+    and the book is marked at bar t+1's close, where the reward is computed; the next
+    observation is bar t+1's. Orders for an asset with no bar at t+1 (a calendar gap) wait.
+    After the fill, gross exposure ``sum(|qty * open|) / equity <= max_leverage``: where the
+    plain rebalance would exceed it (costs, drifted positions), every asset is rebalanced with
+    its target sized on an equity reduced so that the cap holds after slippage and fees.
+
+Actions (``action_mode=``)
+    * ``"discrete"`` (default): ``MultiDiscrete([3] * n_assets)``, per asset 0 = short, 1 = flat,
+      2 = long, the target weight ``(action - 1) * w`` with ``w = max_leverage / n_assets``
+      (``allow_short=False``: ``MultiDiscrete([2] * n_assets)``, 0 = flat, 1 = long). An asset
+      trades only when the wanted side differs from the side held: a held position is left to
+      drift (no fees for re-weighting it) unless the cap forces a rebalance.
+    * ``"continuous"``: ``Box(-1, 1, (n_assets,))`` (``Box(0, 1)`` without shorts) target
+      weights ``max_leverage * a / max(1, sum(|a|))``, so gross exposure <= max_leverage; an
+      asset trades where its target differs from its weight by more than ``rebalance_band``.
+
+Observation (Dict of float32)
+    Per-asset windows from the one observation builder (:mod:`envs.core.observation`), one row
+    per asset: ``daily_hloc``, ``weekly_hloc``, ``monthly_hloc``, ``index_hloc`` (if
+    ``with_index``) ``[n_assets, window_bars, 4]``, ``daily_volume``, ``weekly_volume``
+    ``[n_assets, window_bars, 1]``; ``positions`` ``[n_assets, 2]``: signed weight
+    ``qty * close / equity`` (clipped to ``+-10 * max_leverage``) and bars since the position
+    was opened (or flipped); ``portfolio`` ``[3]``: cash / equity, gross exposure / equity and
+    ``log(equity / initial_cash_usd)`` (clipped to ``+-clip_log_ratio``).
+
+Rewards (``reward=``): ``log_return`` (default; the episode sum is ``log(E_T / E_0)``),
+    ``linear_return`` (``(E_t - E_{t-1}) / E_0``, sum ``(E_T - E_0) / E_0``),
+    ``excess_log_return`` (over the index), ``differential_sharpe``.
+
+Margin and funding (:mod:`envs.core.portfolio_engine`)
+    Cross margin: where the equity at every asset's adverse extreme of the bar (mark OHLC if the
+    market has it) falls to ``maintenance_margin_bps`` of the gross notional, every position is
+    closed at those prices, cash is floored at 0 and the episode terminates (``info
+    ["liquidated"]``). When the market carries ``funding_rate`` (perpetuals), each bar pays
+    ``qty * mark_open * rate`` per asset after the fill: longs pay and shorts receive when
+    the rate is positive.
+
+Episodes
+    All assets share one calendar (the union of their timestamps; a missing bar is a flat gap
+    bar at the last close, zero volume). Each reset samples a start bar (seeded) and, when the
+    universe (``symbols``, default the whole market) has more than ``n_assets`` assets, a seeded
+    subset of ``n_assets`` assets that all have ``warmup_bars`` of history and data over the
+    episode (kept in universe order); ``n_assets=None`` trades every symbol. ``episode_bars=None,
+    random_start=False`` with ``symbols``/``start_ts_ns``/``end_ts_ns`` runs a fixed backtest;
+    ``reset(options={"symbols": [...]})`` forces the asset set. Episodes truncate after
+    ``episode_bars`` steps and terminate on liquidation.
+
+Inputs
+    ``market`` (:class:`~envs.core.market.MarketArrays`, optional ``funding_rate`` and
+    ``mark_ohlc``) and ``index`` (one series, aligned causally; flat if omitted). Without a
+    market a seeded synthetic multi-asset one is generated (``synthetic``, ``market_seed``), so
+    ``gym.make("raytrade/Portfolio-v0")`` works with no arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from envs.core.engine import EngineConfig
+from envs.core.market import MarketArrays
+from envs.core.portfolio_engine import PortfolioEngine
+from envs.vector import EngineEnv, EngineVectorEnv
+
+ACTION_MODES = ("discrete", "continuous")
+SHORT, FLAT, LONG = 0, 1, 2  # discrete actions with allow_short (without: 0 = flat, 1 = long)
+REWARDS = ("log_return", "linear_return", "excess_log_return", "differential_sharpe")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PortfolioConfig(EngineConfig):
+    """Portfolio settings (plus every :class:`~envs.core.engine.EngineConfig` field).
+
+    Attributes:
+        n_assets: assets per episode; None trades every symbol of the universe.
+        action_mode: "discrete" (per-asset short/flat/long) or "continuous" (target weights).
+        max_leverage: cap on gross exposure, ``sum(|position value|) / equity`` after a fill.
+        allow_short: False for spot markets (long/flat only).
+        maintenance_margin_bps: cross-margin maintenance margin, bps of the gross notional
+            (0: liquidated only when equity reaches 0).
+        rebalance_band: continuous mode: an asset trades only where its target weight differs
+            from its current weight by more than this (0: always rebalance).
+        with_index: observe the market index window (``index_hloc``).
+        clip_log_ratio: bound of the price log ratios and of ``log(equity / initial)``.
+        synthetic: market generated when none is given ("gbm", "mean_reversion", "trend").
+        market_seed: seed of that synthetic market.
+    """
+
+    reward: str = "log_return"
+    n_assets: int | None = None
+    action_mode: str = "discrete"
+    max_leverage: float = 1.0
+    allow_short: bool = True
+    maintenance_margin_bps: float = 50.0
+    rebalance_band: float = 0.0
+    with_index: bool = True
+    clip_log_ratio: float = 10.0
+    synthetic: str = "gbm"
+    market_seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reward not in REWARDS:
+            self._fail("reward", f"must be one of {REWARDS} (excess_horizon is single-asset)")
+        if self.symbol_order != "random":
+            self._fail("symbol_order", "must be 'random' (portfolios sample asset subsets; fix the set "
+                                       "with symbols and n_assets=None, or reset(options={'symbols': ...}))")
+        if self.n_assets is not None and (isinstance(self.n_assets, bool) or not isinstance(self.n_assets, int)
+                                          or self.n_assets < 1):
+            self._fail("n_assets", "must be an int >= 1 or None")
+        if self.symbols is not None and self.n_assets is not None and self.n_assets > len(self.symbols):
+            self._fail("n_assets", f"must be <= len(symbols) ({len(self.symbols)})")
+        if self.action_mode not in ACTION_MODES:
+            self._fail("action_mode", f"must be one of {ACTION_MODES}")
+        for name, low, high, open_low in (("max_leverage", 0.0, 100.0, True), ("clip_log_ratio", 0.0, 1e3, True),
+                                          ("maintenance_margin_bps", 0.0, 9_999.0, False),
+                                          ("rebalance_band", 0.0, 100.0, False)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or not (low < v if open_low else low <= v) or v > high:
+                self._fail(name, f"must be a finite number in {'(' if open_low else '['}{low:g}, {high:g}]")
+        if self.maintenance_margin_bps * 1e-4 * self.max_leverage >= 1.0:
+            self._fail("maintenance_margin_bps", "times max_leverage must be < 10000 (a full book would "
+                                                 "be liquidated at once)")
+        for name in ("allow_short", "with_index"):
+            if not isinstance(getattr(self, name), bool):
+                self._fail(name, "must be a bool")
+        if self.synthetic not in ("gbm", "mean_reversion", "trend"):
+            self._fail("synthetic", "must be 'gbm', 'mean_reversion' or 'trend'")
+        if isinstance(self.market_seed, bool) or not isinstance(self.market_seed, int) or self.market_seed < 0:
+            self._fail("market_seed", "must be an int >= 0")
+
+
+def _resolve(market: MarketArrays | None, index: MarketArrays | None, config: PortfolioConfig | None,
+             overrides: Mapping) -> tuple[MarketArrays, MarketArrays | None, PortfolioConfig]:
+    if config is None:
+        config = PortfolioConfig.from_mapping(dict(overrides))
+    elif overrides:
+        config = config.with_overrides(**overrides)
+    if market is None:
+        from envs import synthetic  # lazy: only when no market is given
+
+        generated = synthetic.generate(config.synthetic, seed=config.market_seed)
+        market, index = generated.market, generated.index if index is None else index
+    return market, index, config
+
+
+class PortfolioEnv(EngineEnv):
+    """Portfolio-v0 single face: a B = 1 view of the batched :class:`PortfolioEngine`."""
+
+    def __init__(self, market: MarketArrays | None = None, index: MarketArrays | None = None,
+                 config: PortfolioConfig | None = None, render_mode: str | None = None, **overrides) -> None:
+        if render_mode is not None:
+            raise ValueError(f"render_mode: PortfolioEnv does not render, got {render_mode!r}")
+        market, index, config = _resolve(market, index, config, overrides)
+        super().__init__(PortfolioEngine(market, config, index=index, num_envs=1))
+        self.config = config
+
+    def _observe_unbatched(self) -> tuple[dict, dict]:
+        obs, info = self.engine.observe(), self.engine.info()
+        return ({k: v[0] for k, v in obs.items()},
+                {k: v[0].item() if v.ndim == 1 else v[0] for k, v in info.items()})
+
+
+class PortfolioVectorEnv(EngineVectorEnv):
+    """Portfolio-v0 as a native VectorEnv of ``num_envs`` portfolios (one numpy engine)."""
+
+    def __init__(self, num_envs: int = 1, market: MarketArrays | None = None, index: MarketArrays | None = None,
+                 config: PortfolioConfig | None = None, render_mode: str | None = None, **overrides) -> None:
+        if render_mode is not None:
+            raise ValueError(f"render_mode: PortfolioVectorEnv does not render, got {render_mode!r}")
+        market, index, config = _resolve(market, index, config, overrides)
+        super().__init__(PortfolioEngine(market, config, index=index, num_envs=num_envs))
+        self.config = config
+
+
+PortfolioEnv.__doc__ = __doc__  # the env documents its semantics (gymnasium convention)
