@@ -166,3 +166,54 @@ def generate(kind: str, seed: int = 0, n_symbols: int = 4, n_bars: int = 1500,
     index = MarketArrays(("INDEX",), np.array([0, n_bars], dtype=np.int64), ts,
                          bars_from_log_close(idx_path, 0.008, rng))
     return SyntheticMarket(kind, market, index, p, oracle.reshape(-1), float(expected))
+
+
+# --- Perpetual futures: hourly bars around the clock, funding every 8 hours, a mark price ---
+
+PERP_START_TS_NS = 1_609_459_200 * 10**9  # 2021-01-01 00:00 UTC
+NS_PER_HOUR = 3_600 * 10**9
+
+
+def hourly_ts_ns(n_bars: int, start_ts_ns: int = PERP_START_TS_NS) -> np.ndarray:
+    """``n_bars`` consecutive hourly bar opens (UTC, 24/7) from ``start_ts_ns``."""
+    return start_ts_ns + NS_PER_HOUR * np.arange(n_bars, dtype=np.int64)
+
+
+def funding_series(ts_ns: np.ndarray, log_close: np.ndarray, rng: np.random.Generator, *,
+                   base_rate: float = 1e-4, premium_k: float = 0.02, noise: float = 5e-5,
+                   every_hours: int = 8, cap: float = 0.0075) -> np.ndarray:
+    """Funding rates on hourly bars: an event every ``every_hours`` (00:00, 08:00, 16:00 UTC),
+    ``base_rate`` plus a premium that follows the last ``every_hours`` bars' return (longs pay
+    more after a rally) plus noise, capped at ``+-cap``; 0 on bars without an event. Causal:
+    the rate settled at a bar depends on closes up to the previous bar only."""
+    event = (ts_ns // NS_PER_HOUR) % every_hours == 0
+    prev = np.concatenate([log_close[:1], log_close[:-1]])
+    lagged = np.concatenate([np.full(every_hours, prev[0]), prev[:-every_hours]])[:len(prev)]
+    rate = base_rate + premium_k * (prev - lagged) + rng.normal(0.0, noise, len(ts_ns))
+    return np.where(event, np.clip(rate, -cap, cap), 0.0)
+
+
+def generate_perpetual(seed: int = 0, n_symbols: int = 2, n_bars: int = 4000, drift: float = 0.0,
+                       vol: float = 0.006, basis_bps: float = 2.0, zero_volume_prob: float = 0.0,
+                       ) -> MarketArrays:
+    """A seeded market of hourly perpetuals (``BTC{i}/USDT:USDT``): GBM bars, a funding series
+    (:func:`funding_series`) and a mark price = traded prices times a small AR(1) basis
+    (``basis_bps`` stationary sd), constant within a bar."""
+    if n_symbols < 1 or n_bars < 2:
+        raise ValueError(f"n_symbols/n_bars: need >= 1 symbol and >= 2 bars, got {n_symbols}, {n_bars}")
+    rng = np.random.default_rng(seed)
+    ts = hourly_ts_ns(n_bars)
+    ohlcv, funding, mark = [], [], []
+    for _ in range(n_symbols):
+        x = np.cumsum(rng.normal(drift, vol, n_bars))
+        bars = bars_from_log_close(x, vol, rng, zero_volume_prob)
+        basis = np.zeros(n_bars)
+        shocks = rng.normal(0.0, basis_bps * 1e-4 * np.sqrt(1 - 0.9**2), n_bars)
+        for t in range(1, n_bars):
+            basis[t] = 0.9 * basis[t - 1] + shocks[t]
+        ohlcv.append(bars)
+        funding.append(funding_series(ts, x, rng))
+        mark.append(bars[:, :4] * np.exp(basis)[:, None])
+    return MarketArrays(tuple(f"BTC{i}/USDT:USDT" for i in range(n_symbols)),
+                        np.arange(0, (n_symbols + 1) * n_bars, n_bars, dtype=np.int64), np.tile(ts, n_symbols),
+                        np.concatenate(ohlcv), np.concatenate(funding), np.concatenate(mark))

@@ -151,7 +151,7 @@ class TrackingConfig(Frozen):
     runs_dir: Path = Path("runs")
     #: metric bounds checked every iteration (app/training/alerts.py); None disables alerts
     bounds_file: Path | None = Path("tune_configs/bounds.yaml")
-    #: register the final policy in the MLflow model registry under this name (None: don't)
+    #: name of the MLflow registered model the final policy is added to (default: the experiment's name)
     registered_model: str | None = None
 
 

@@ -124,8 +124,8 @@ def train(exp: Experiment, *, resume: RunDir | None = None, init_from: Path | No
         final = run.save_checkpoint(algo, "final")
         state.status = "finished" if stopped_by != "signal" else "stopped"
         run.save_state(state)
-        if exp.tracking.registered_model:
-            tracker.register_policy(run.policy_dir("final"), exp.tracking.registered_model)
+        version = tracker.register_policy(run.policy_dir("final"), exp.tracking.registered_model or exp.name)
+        tracker.set_tags({"raytrade.registered_version": str(version)})
         tracker.log_artifact(run.path / "run.log", "logs")
         tracker.end("FINISHED" if stopped_by != "signal" else "KILLED")
         return TrainOutcome(run, state, final, stopped_by)

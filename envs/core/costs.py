@@ -162,3 +162,70 @@ def liquidated(qty, liq_price, mark_low, mark_high):
 def funding_usd(qty, mark_price, funding_rate):
     """Funding paid at a funding timestamp (negative = received): longs pay when rate > 0."""
     return qty * mark_price * funding_rate
+
+
+def isolated_rebalance(trade, target_margin_usd, qty, entry_price, margin_usd, free_usd, ref_price, leverage,
+                       fee_rate, slippage_rate, sign=None, minimum=min, maximum=max):
+    """Move an isolated-margin linear perpetual position toward a margin budget, in one fill.
+
+    The target spends ``|target_margin_usd|`` on initial margin plus opening fee
+    (``|q| * price * (1/leverage + fee_rate)``), long if positive. One order fills
+    ``qty_delta`` at ``ref_price`` moved by slippage against the trader (as :func:`fill`);
+    conceptually two legs at that price:
+
+    * the *closing* leg (a reduce, a close, or the old side of a flip) releases its share of
+      the margin plus its PnL minus its fee, floored at 0: a deficit (a gap through the
+      liquidation price) is absorbed by the venue and reported as ``cover_usd``, so a position
+      never costs more than its margin and fees;
+    * the *opening* leg is capped by what is free afterwards (``free_usd`` plus what the closing
+      leg released): free balance never goes negative.
+
+    Where ``trade`` is false, or the slipped target is no move in the priced direction, nothing
+    fills. Polymorphic like the rest of this module: ``sign``/``minimum``/``maximum`` are
+    ``np.sign``/``np.minimum``/``np.maximum`` for arrays. Returns ``(qty, qty_delta, fill_price,
+    notional_usd, fee_usd, margin_usd, entry_price, cover_usd)``: the new signed quantity, then
+    ``cash_usd -= notional_usd + fee_usd - cover_usd``; the new isolated margin and average entry
+    price (0 flat).
+    """
+    per_unit = 1.0 / leverage + fee_rate
+    gap = target_margin_usd / (ref_price * per_unit) - qty
+    side = (gap > 0) * 1.0 - (gap < 0) if sign is None else sign(gap)
+    price = ref_price * (1.0 + side * slippage_rate)
+    target = trade * (target_margin_usd / (price * per_unit)) + (1 - trade) * qty
+    moves = (target - qty) * side > 0
+    target = moves * target + (1 - moves) * qty
+    abs_qty = abs(qty)
+    smaller = abs(target) < abs_qty
+    keep = (target * qty > 0) * (smaller * target + (1 - smaller) * qty)  # part of qty kept
+    closed = qty - keep
+    released = margin_usd * (abs(closed) / (abs_qty + (qty == 0)))
+    value = released + closed * (price - entry_price) - abs(closed) * price * fee_rate
+    returned = maximum(value, 0.0)
+    want = target - keep  # part to open, same side as target
+    cap = maximum(free_usd + returned, 0.0) / (price * per_unit)
+    opened = ((want > 0) * 1.0 - (want < 0)) * minimum(abs(want), cap)
+    new_qty = keep + opened
+    qty_delta = new_qty - qty
+    traded = qty_delta != 0
+    fill_price = ref_price * (1.0 + traded * side * slippage_rate)
+    notional = qty_delta * fill_price
+    grew = opened != 0
+    entry = (grew * ((keep * entry_price + opened * price) / (new_qty + (new_qty == 0)))
+             + (1 - grew) * entry_price * (new_qty != 0))
+    margin = margin_usd - released + abs(opened) * price / leverage
+    return new_qty, qty_delta, fill_price, notional, abs(notional) * fee_rate, margin, entry, returned - value
+
+
+def liquidation_close(qty, entry_price, isolated_margin_usd, liq_price, liquidation_fee_rate, minimum=min,
+                      maximum=max):
+    """Close an isolated position at its liquidation price (:func:`liquidation_price`).
+
+    What is left of the margin, ``margin + qty * (liq - entry)`` (= the maintenance margin at
+    ``liq``), pays the liquidation fee ``liquidation_fee_rate * |qty| * liq`` up to all of it:
+    the loss never exceeds the margin. Returns ``(notional_usd, fee_usd, cover_usd)`` for
+    ``cash_usd -= notional_usd + fee_usd - cover_usd``; ``cover_usd`` > 0 only where the margin
+    was already below water (rounding, funding), absorbed by the venue.
+    """
+    value = isolated_margin_usd + qty * (liq_price - entry_price)
+    left = maximum(value, 0.0)
+    return -qty * liq_price, minimum(abs(qty) * liq_price * liquidation_fee_rate, left), left - value

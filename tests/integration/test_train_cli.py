@@ -90,4 +90,6 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
     code, out = finish(resumed)
     assert code == 0, out
     state = json.loads((run_dir / "state.json").read_text())
-    assert state["status"] == "finished" and state["iteration"] == killed_at + 1
+    # the periodic checkpoint may be one iteration newer than the state file it was killed with
+    assert state["status"] == "finished" and killed_at + 1 <= state["iteration"] <= killed_at + 2
+    assert state["env_steps"] == state["iteration"] * 256  # counters continued, not restarted
