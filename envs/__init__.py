@@ -16,13 +16,14 @@ from gymnasium.envs.registration import load_env_creator, register, registry
 from gymnasium.envs.registration import spec as env_spec
 
 STOCK_SWING = "raytrade/StockSwing-v0"
+CRYPTO_FUTURES = "raytrade/CryptoFutures-v0"
 PORTFOLIO = "raytrade/Portfolio-v0"
 SYNTHETIC_IDS = {
     "raytrade/SyntheticGBM-v0": "gbm",
     "raytrade/SyntheticMeanReversion-v0": "mean_reversion",
     "raytrade/SyntheticTrend-v0": "trend",
 }
-ENV_IDS = (STOCK_SWING, *SYNTHETIC_IDS, PORTFOLIO)
+ENV_IDS = (STOCK_SWING, *SYNTHETIC_IDS, PORTFOLIO, CRYPTO_FUTURES)
 
 
 def _register() -> None:
@@ -33,6 +34,9 @@ def _register() -> None:
         if env_id not in registry:
             register(id=env_id, entry_point=single, vector_entry_point=vector,
                      kwargs={"synthetic": kind, "mode": "swing", "reward": "log_return"})
+    if CRYPTO_FUTURES not in registry:
+        register(id=CRYPTO_FUTURES, entry_point="envs.crypto_futures:CryptoFuturesEnv",
+                 vector_entry_point="envs.crypto_futures:CryptoFuturesVectorEnv")
     if PORTFOLIO not in registry:
         register(id=PORTFOLIO, entry_point="envs.portfolio:PortfolioEnv",
                  vector_entry_point="envs.portfolio:PortfolioVectorEnv")

@@ -18,13 +18,14 @@ class PolicyStep:
     actions: np.ndarray
     action_probs: np.ndarray | None
     dist_inputs: np.ndarray
+    values: np.ndarray | None = None
 
 
 class BatchedPolicy:
     """Wraps an RLModule: ``act(obs_batch)`` -> actions for B envs, carrying recurrent state."""
 
     def __init__(self, module: Any, action_space: gym.Space, num_envs: int, *, greedy: bool = True,
-                 seed: int = 0) -> None:
+                 seed: int = 0, with_values: bool = False) -> None:
         import torch
 
         from app.models import action_dist_cls
@@ -33,6 +34,7 @@ class BatchedPolicy:
         self.action_space = action_space
         self.num_envs = num_envs
         self.greedy = greedy
+        self.with_values = with_values and hasattr(module, "vf_head")  # inference-only copies have none
         self._torch = torch
         self._dist_cls = action_dist_cls(action_space)
         self._generator = torch.Generator().manual_seed(seed)
@@ -54,8 +56,13 @@ class BatchedPolicy:
         batch: dict[str, Any] = {"obs": {k: torch.as_tensor(v) for k, v in obs.items()}}
         if self.stateful:
             batch["state_in"] = self.state
+        values = None
         with torch.no_grad():
-            out = self.module.forward_inference(batch)
+            if self.with_values:  # the train pass returns the embeddings the value head reads
+                out = self.module.forward_train(batch)
+                values = self.module.compute_values(batch, embeddings=out["embeddings"]).cpu().numpy()
+            else:
+                out = self.module.forward_inference(batch)
         if self.stateful:
             self.state = {k: v.detach() for k, v in out["state_out"].items()}
         dist_inputs = out["action_dist_inputs"]
@@ -71,7 +78,7 @@ class BatchedPolicy:
         probs = None
         if isinstance(self.action_space, gym.spaces.Discrete):
             probs = torch.softmax(dist_inputs, dim=-1).cpu().numpy()
-        return PolicyStep(actions, probs, dist_inputs.cpu().numpy())
+        return PolicyStep(actions, probs, dist_inputs.cpu().numpy(), values)
 
 
 class _torch_seeded:

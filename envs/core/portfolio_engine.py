@@ -301,9 +301,9 @@ class PortfolioEngine(Engine):
         gross0 = np.abs(value0).sum(-1)
         # a book under maintenance at the open (a gap through the margin) is liquidated there
         liq_open = (gross0 > 0.0) & (equity_open <= costs.maintenance_margin_usd(gross0, mmr))
-        fees = 0.0
+        fees, price_liq = 0.0, None
         if liq_open.any():
-            cash0, qty0, fees, _ = self._liquidate(liq_open, cash0, qty0, o1)
+            cash0, qty0, fees, price_liq = self._liquidate(liq_open, cash0, qty0, o1)
             value0 = qty0 * o1
             equity_open = cash0 + value0.sum(-1)
             gross0 = np.abs(value0).sum(-1)
@@ -335,6 +335,8 @@ class PortfolioEngine(Engine):
             equity_fill, gross = cash + value.sum(-1), np.abs(value).sum(-1)
         fees = fees + fee.sum(-1)
         fill_price = price * (dq != 0.0)
+        if price_liq is not None:
+            fill_price = np.where(liq_open[:, None], price_liq * (self.qty != 0.0), fill_price)
         funding = np.zeros(self.num_envs)
         if self._has_funding:  # after the fill, on the position held at the funding time
             funding = costs.funding_usd(qty, px[P_MARK_OPEN], px[P_FUNDING]).sum(-1)
@@ -344,9 +346,10 @@ class PortfolioEngine(Engine):
         gross_w = np.abs(value_w).sum(-1)
         liq = (gross_w > 0.0) & (cash + value_w.sum(-1) <= costs.maintenance_margin_usd(gross_w, mmr))
         if liq.any():
+            qty_pre = qty
             cash, qty, fee_liq, price_liq = self._liquidate(liq, cash, qty, worst)
             fees = fees + fee_liq
-            fill_price = np.where(liq[:, None] & (price_liq != 0.0), price_liq, fill_price)
+            fill_price = np.where(liq[:, None] & (qty_pre != 0.0), price_liq, fill_price)
         terminated = liq_open | liq
         equity = cash + (qty * close1).sum(-1)
         reward = self._reward(self.equity_usd, equity, qty0, qty, o1, close1, index_open1, index_close1)

@@ -1,0 +1,134 @@
+"""Batched backtests: a policy over many symbols at once, through the env's vector face.
+
+Each symbol (times ``samples`` for stochastic policies) gets its own env in one vector env; all
+are stepped together with one batched forward pass per bar, recurrent state carried per env.
+Every env runs its symbol from the first bar with a full observation window to the end of the
+range (``episode_bars=None``, no random start), so the same checkpoint, data, seed and settings
+give the same records, bit for bit.
+
+Records (one row per symbol, sample and bar, saved as Parquet beside the report): timestamp,
+symbol, sample, observation id (the bar's row in the market arrays, i.e. which observation the
+policy saw), action, action probabilities, value estimate, position, fill price, fee, funding,
+reward, equity.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from app.evaluation.policy import BatchedPolicy
+from app.training.env_factory import create_env
+
+
+@dataclass
+class BacktestResult:
+    """Per-step arrays ``[steps, envs]`` plus the env layout; ``to_table`` flattens them."""
+
+    symbols: list[str]
+    samples: int
+    greedy: bool
+    columns: dict[str, np.ndarray]
+    seconds: float
+
+    @property
+    def decisions(self) -> int:
+        return int(self.columns["live"].sum())
+
+    @property
+    def decisions_per_s(self) -> float:
+        return self.decisions / self.seconds if self.seconds > 0 else float("nan")
+
+    def to_table(self) -> pa.Table:
+        live = self.columns["live"]
+        steps, n_envs = live.shape
+        env_symbol = np.array([s for _ in range(self.samples) for s in self.symbols])
+        env_sample = np.repeat(np.arange(self.samples), len(self.symbols))
+        cols: dict[str, Any] = {
+            "timestamp": pa.array(self.columns["ts_ns"][live], type=pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
+            "symbol": np.broadcast_to(env_symbol, (steps, n_envs))[live],
+            "sample": np.broadcast_to(env_sample, (steps, n_envs))[live].astype(np.int32),
+            "step": np.broadcast_to(np.arange(steps)[:, None], (steps, n_envs))[live].astype(np.int32),
+        }
+        for name, values in self.columns.items():
+            if name in ("live", "ts_ns"):
+                continue
+            if values.ndim == 3:  # per-action probabilities
+                for a in range(values.shape[2]):
+                    cols[f"{name}_{a}"] = values[:, :, a][live]
+            else:
+                cols[name] = values[live]
+        return pa.table(cols)
+
+    def save(self, path: Path) -> Path:
+        """Write the records as Parquet (atomically: temp file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(self.to_table(), tmp, compression="zstd")
+        tmp.replace(path)
+        return path
+
+
+def backtest(module: Any, env_id: str, env_config: dict[str, Any], *, symbols: list[str] | None = None,
+             greedy: bool = True, samples: int = 1, seed: int = 0, max_steps: int = 1_000_000) -> BacktestResult:
+    """Run ``module`` over every symbol of ``env_config``'s market (or ``symbols``)."""
+    if samples < 1 or (greedy and samples != 1):
+        raise ValueError(f"samples: a greedy backtest takes 1 sample, a stochastic one >= 1; got {samples}")
+    probe = create_env(env_id, env_config | {"num_envs": 1})
+    universe = list(probe.engine.universe)
+    probe.close()
+    symbols = universe if symbols is None else [s for s in symbols if s in universe]
+    if not symbols:
+        raise ValueError(f"backtest: no symbol with enough data for a full window in {env_id}")
+    n_envs = len(symbols) * samples
+    cfg = env_config | {"num_envs": n_envs, "episode_bars": None, "random_start": False, "vector_info": True}
+    env = create_env(env_id, cfg)
+    policy = BatchedPolicy(module, env.single_action_space, n_envs, greedy=greedy, seed=seed, with_values=True)
+    t0 = time.perf_counter()
+    columns = _run(env, policy, symbols * samples, seed, max_steps)
+    seconds = time.perf_counter() - t0
+    env.close()
+    return BacktestResult(symbols, samples, greedy, columns, seconds)
+
+
+def _run(env: Any, policy: BatchedPolicy, env_symbols: list[str], seed: int, max_steps: int) -> dict[str, np.ndarray]:
+    obs, info = env.reset(seed=seed, options={"symbol": env_symbols})
+    ts_ns = env.engine.market.ts_ns
+    n = env.num_envs
+    live = np.ones(n, dtype=bool)
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("live", "ts_ns", "observation_id", "action", "value",
+                                                          "reward", "equity_usd", "position_qty",
+                                                          "fill_price_usd", "fee_usd", "funding_usd")}
+    probs: list[np.ndarray] = []
+    for _ in range(max_steps):
+        row = np.asarray(info["bar_row"]).copy()
+        step = policy.act(obs)
+        obs, reward, terminated, truncated, info = env.step(step.actions)
+        rows["live"].append(live.copy())
+        rows["ts_ns"].append(ts_ns[np.asarray(info["bar_row"])])  # the bar the action was filled in
+        rows["observation_id"].append(row)
+        rows["action"].append(np.asarray(step.actions).reshape(n, -1)[:, 0] if np.ndim(step.actions) > 1
+                              else np.asarray(step.actions))
+        rows["value"].append(step.values if step.values is not None else np.full(n, np.nan, np.float32))
+        rows["reward"].append(np.asarray(reward, dtype=np.float64))
+        for key in ("equity_usd", "position_qty", "fill_price_usd", "fee_usd", "funding_usd"):
+            value = info.get(key)
+            rows[key].append(np.zeros(n) if value is None else np.asarray(value, dtype=np.float64).reshape(n, -1).sum(-1))
+        if step.action_probs is not None:
+            probs.append(step.action_probs)
+        live &= ~(terminated | truncated)
+        if not live.any():
+            break
+    else:
+        raise RuntimeError(f"backtest still running after {max_steps} steps")
+    out = {k: np.stack(v) for k, v in rows.items()}
+    if probs:
+        out["prob"] = np.stack(probs)
+    return out
