@@ -25,11 +25,13 @@ Actions (``action_mode=``)
 Observation (Dict of float32)
     Per-asset windows from the one observation builder (:mod:`envs.core.observation`), one row
     per asset: ``daily_hloc``, ``weekly_hloc``, ``monthly_hloc``, ``index_hloc`` (if
-    ``with_index``) ``[n_assets, window_bars, 4]``, ``daily_volume``, ``weekly_volume``
-    ``[n_assets, window_bars, 1]``; ``positions`` ``[n_assets, 2]``: signed weight
-    ``qty * close / equity`` (clipped to ``+-10 * max_leverage``) and bars since the position
-    was opened (or flipped); ``portfolio`` ``[3]``: cash / equity, gross exposure / equity and
-    ``log(equity / initial_cash_usd)`` (clipped to ``+-clip_log_ratio``).
+    ``with_index``) ``[n_assets, window_bars, 4]``, ``daily_volume``, ``weekly_volume`` and, when
+    the market carries funding, ``funding_bps`` ``[n_assets, window_bars, 1]``; ``positions``
+    ``[n_assets, 2]``: signed weight ``qty * close / equity`` (clipped to ``+-10 *
+    max_leverage``) and bars since the position was opened (or flipped); ``portfolio`` ``[3]``:
+    cash / equity, gross exposure / equity and ``log(equity / initial_cash_usd)`` (clipped to
+    ``+-clip_log_ratio``). Serve and the trader build the same floats from plain windows with
+    :func:`envs.core.observation.build_portfolio_observation`.
 
 Rewards (``reward=``): ``log_return`` (default; the episode sum is ``log(E_T / E_0)``),
     ``linear_return`` (``(E_t - E_{t-1}) / E_0``, sum ``(E_T - E_0) / E_0``),
@@ -117,6 +119,8 @@ class PortfolioConfig(EngineConfig):
         if self.n_assets is not None and (isinstance(self.n_assets, bool) or not isinstance(self.n_assets, int)
                                           or self.n_assets < 1):
             self._fail("n_assets", "must be an int >= 1 or None")
+        if self.symbols is not None and len(set(self.symbols)) != len(self.symbols):
+            self._fail("symbols", "must not repeat a symbol")
         if self.symbols is not None and self.n_assets is not None and self.n_assets > len(self.symbols):
             self._fail("n_assets", f"must be <= len(symbols) ({len(self.symbols)})")
         if self.action_mode not in ACTION_MODES:

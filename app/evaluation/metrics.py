@@ -4,6 +4,21 @@ Conventions: ``equity_usd[0]`` is the equity before the first bar's return, so a
 ``n + 1`` equities gives ``n`` simple returns; ``position`` is the signed exposure held during
 each of those ``n`` bars (units, weight or sign: only its sign and changes matter here);
 ``periods_per_year`` annualizes (252 for daily stock bars, 8760 for hourly crypto).
+
+Definitions (``r_t`` per-bar simple returns, ``n`` bars, ``P = periods_per_year``):
+
+* total return ``E_n / E_0 - 1``; annualized (CAGR) ``(E_n / E_0) ** (P / n) - 1``;
+* volatility ``std(r, ddof=1) * sqrt(P)``; Sharpe ``mean(r) / std(r, ddof=1) * sqrt(P)``
+  (risk-free 0); Sortino ``mean(r) / sqrt(mean(min(r, 0) ** 2)) * sqrt(P)`` (downside deviation
+  over all ``n`` bars, target 0, as in Sortino & Price 1994 and quantstats);
+* drawdown ``E_t / max_{s<=t} E_s - 1``; max drawdown its largest magnitude, a positive
+  fraction; Calmar ``annualized return / max drawdown`` (Young 1991; here over the whole
+  series, not the customary trailing 36 months);
+* exposure, % long / short / flat: fractions of bars by the sign of ``position``;
+  turnover: mean ``|position_t - position_{t-1}|`` per bar, starting from flat.
+
+Round trips, win rate, profit factor and the complete per-symbol metric set live in
+:mod:`app.evaluation.trade_stats`.
 """
 
 from __future__ import annotations
@@ -62,11 +77,9 @@ def max_drawdown(equity_usd: np.ndarray) -> float:
 def max_drawdown_duration_bars(equity_usd: np.ndarray) -> int:
     """Longest stretch of bars spent below a previous peak."""
     under = drawdown(equity_usd) < 0
-    longest = run = 0
-    for flag in under:
-        run = run + 1 if flag else 0
-        longest = max(longest, run)
-    return longest
+    count = np.cumsum(under)
+    run = count - np.maximum.accumulate(np.where(under, 0, count))
+    return int(run.max()) if len(run) else 0
 
 
 def holding_lengths(position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,6 +92,38 @@ def holding_lengths(position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.diff(np.r_[starts, len(sign)])
     run_sign = sign[starts]
     return lengths[run_sign > 0], lengths[run_sign < 0]
+
+
+def calmar(equity_usd: np.ndarray, periods_per_year: float) -> float:
+    """Calmar ratio: annualized return / max drawdown.
+
+    ``inf`` when the equity never fell below a previous peak and the return is positive,
+    ``nan`` when it also did not grow (0 / 0) or the series is too short.
+    """
+    ann, mdd = annualized_return(equity_usd, periods_per_year), max_drawdown(equity_usd)
+    if math.isnan(ann):
+        return float("nan")
+    if mdd == 0.0:
+        return float("inf") if ann > 0 else float("nan")
+    return float(ann / mdd)
+
+
+def time_in_market(position: np.ndarray) -> dict[str, float]:
+    """Fractions of bars long, short and flat, and exposure (long + short), by ``sign(position)``."""
+    sign = np.sign(np.asarray(position, dtype=np.float64))
+    n = len(sign)
+    if n == 0:
+        return {"exposure": 0.0, "pct_long": 0.0, "pct_short": 0.0, "pct_flat": 0.0}
+    long, short = float(np.sum(sign > 0) / n), float(np.sum(sign < 0) / n)
+    return {"exposure": long + short, "pct_long": long, "pct_short": short,
+            "pct_flat": float(np.sum(sign == 0) / n)}
+
+
+def mean_holding_bars(position: np.ndarray) -> tuple[float, float]:
+    """Mean length (bars) of long runs and of short runs; ``nan`` for a side never held."""
+    longs, shorts = holding_lengths(position)
+    return (float(longs.mean()) if len(longs) else float("nan"),
+            float(shorts.mean()) if len(shorts) else float("nan"))
 
 
 def turnover(position: np.ndarray) -> float:

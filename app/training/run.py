@@ -115,7 +115,7 @@ def train(exp: Experiment, *, resume: RunDir | None = None, init_from: Path | No
             for path in run.path.glob("split_*.json"):
                 tracker.log_artifact(path, "data")
             tracker.log_artifact(run.path / "experiment.yaml", "config")
-        action_space = algo.env_runner_group.get_spaces()["__env_single__"][1]  # TEMP-PROBE
+        action_space = algo.env_runner_group.get_spaces()["__env_single__"][1]  # local runner: no env if remote ones
         constants = _constants(action_space, max_entropy_nats)
         rules = alerts.load_rules(exp.tracking.bounds_file) if exp.tracking.bounds_file else []
         total_envs = max(exp.resources.num_env_runners, 1) * exp.resources.num_envs_per_env_runner

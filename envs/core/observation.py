@@ -356,3 +356,73 @@ def build_observation(ts_ns: np.ndarray, ohlcv: np.ndarray, *, spec: Observation
     obs = market_observation(base, row)
     obs.update(position_observation(np.array([owned]), np.array([bars_held]), spec))
     return {k: v[0] for k, v in obs.items()}
+
+
+# --- Portfolio-v0 -------------------------------------------------------------------------------
+
+PORTFOLIO_POSITION_FEATURES = ("weight", "bars_held")  # ``positions`` [n_assets, 2]
+PORTFOLIO_STATE_FEATURES = ("cash_fraction", "gross_exposure", "log_equity_ratio")  # ``portfolio`` [3]
+EXPOSURE_CLIP_PER_LEVERAGE = 10.0  # weights and exposure are clipped to +-10 * max_leverage
+
+
+def portfolio_position_fields(n_assets: int, max_leverage: float, spec: ObservationSpec
+                              ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{key: (low, high)}`` float32 bounds of ``positions`` ``[n_assets, 2]`` and ``portfolio`` ``[3]``."""
+    c, lc = EXPOSURE_CLIP_PER_LEVERAGE * float(max_leverage), float(spec.clip_log_ratio)
+    f32 = np.float32
+    return {"positions": (np.tile(np.array([-c, 0.0], f32), (n_assets, 1)),
+                          np.tile(np.array([c, float(spec.max_bars_held)], f32), (n_assets, 1))),
+            "portfolio": (np.array([-c - 1.0, 0.0, -lc], f32), np.array([c + 1.0, c, lc], f32))}
+
+
+def portfolio_position_observation(qty, close_usd, cash_usd, equity_usd, bars_held, *, initial_cash_usd: float,
+                                   max_leverage: float, spec: ObservationSpec) -> dict[str, np.ndarray]:
+    """Position part of a portfolio observation, batched (Serve, the trader, the vector env):
+
+    * ``positions`` ``[n, A, 2]``: per asset the signed weight ``qty * close / equity`` and the
+      bars since the position was opened or flipped (:data:`PORTFOLIO_POSITION_FEATURES`);
+    * ``portfolio`` ``[n, 3]``: ``cash / equity``, ``sum(|qty * close|) / equity`` and
+      ``log(equity / initial_cash_usd)`` (:data:`PORTFOLIO_STATE_FEATURES`).
+
+    ``qty``, ``close_usd``, ``bars_held`` are ``[n, A]``; ``cash_usd``, ``equity_usd`` ``[n]``.
+    Clipped to the :func:`portfolio_position_fields` bounds (equity <= 0 reads as bankrupt).
+    """
+    qty, close_usd = np.asarray(qty, dtype=np.float64), np.asarray(close_usd, dtype=np.float64)
+    n, n_assets = qty.shape
+    safe = np.maximum(np.asarray(equity_usd, dtype=np.float64), 1e-300)
+    clip, log_clip = EXPOSURE_CLIP_PER_LEVERAGE * max_leverage, float(spec.clip_log_ratio)
+    value = qty * close_usd
+    pos = np.empty((n, n_assets, 2), dtype=np.float32)
+    pos[..., 0] = np.minimum(np.maximum(value / safe[:, None], -clip), clip)
+    np.minimum(bars_held, spec.max_bars_held, out=pos[..., 1], casting="unsafe")
+    port = np.empty((n, 3), dtype=np.float32)
+    port[:, 0] = np.minimum(np.maximum(np.asarray(cash_usd, dtype=np.float64) / safe, -clip - 1.0), clip + 1.0)
+    port[:, 1] = np.minimum(np.add.reduce(np.abs(value), -1) / safe, clip)
+    port[:, 2] = np.minimum(np.maximum(np.log(safe / initial_cash_usd), -log_clip), log_clip)
+    return {"positions": pos, "portfolio": port}
+
+
+def build_portfolio_observation(bars, *, spec: ObservationSpec, qty, cash_usd: float, bars_held,
+                                initial_cash_usd: float, max_leverage: float, index_ts_ns: np.ndarray | None = None,
+                                index_ohlc: np.ndarray | None = None, funding_rates=None) -> dict[str, np.ndarray]:
+    """Portfolio observation at the LAST bar of each asset's window, unbatched (Serve, the trader).
+
+    ``bars`` is one ``(ts_ns, ohlcv)`` window per asset, all ending at the same bar (see
+    :func:`build_observation`); ``funding_rates`` one ``[len]`` array per asset (perpetuals,
+    ``spec.with_funding``). Per-asset market windows are stacked ``[A, w, F]`` (volume and
+    funding get a trailing axis of 1); equity is ``cash_usd + sum(qty * last close)``.
+    """
+    rates = funding_rates if funding_rates is not None else [None] * len(bars)
+    per_asset = [build_observation(ts, ohlcv, spec=spec, index_ts_ns=index_ts_ns, index_ohlc=index_ohlc,
+                                   funding_rate=rate) for (ts, ohlcv), rate in zip(bars, rates, strict=True)]
+    obs = {k: np.stack([o[k] if o[k].ndim == 2 else o[k][:, None] for o in per_asset])
+           for k in per_asset[0] if k not in POSITION_KEYS}
+    close = np.array([[float(np.asarray(ohlcv)[-1, CLOSE]) for _, ohlcv in bars]])
+    qty = np.asarray(qty, dtype=np.float64).reshape(1, -1)
+    cash = np.array([float(cash_usd)])
+    equity = cash + np.add.reduce(qty * close, -1)
+    position = portfolio_position_observation(qty, close, cash, equity, np.asarray(bars_held).reshape(1, -1),
+                                              initial_cash_usd=initial_cash_usd, max_leverage=max_leverage,
+                                              spec=spec)
+    obs.update({k: v[0] for k, v in position.items()})
+    return obs

@@ -29,14 +29,22 @@ from gymnasium import spaces as gym_spaces
 
 from envs.core import costs, spaces
 from envs.core.engine import Engine
-from envs.core.market import CLOSE, HIGH, LOW, OPEN, VOLUME, MarketArrays
-from envs.core.observation import POSITION_KEYS, ObservationSpec, market_observation, validate_bars
+from envs.core.market import CLOSE, OPEN, VOLUME, MarketArrays
+from envs.core.observation import (
+    POSITION_KEYS,
+    ObservationSpec,
+    market_observation,
+    portfolio_position_fields,
+    portfolio_position_observation,
+    validate_bars,
+)
 from envs.core.resample import align_to_calendar
 
 # rows of the per-row price table ``[K, R + 1]`` (the last column is a sentinel)
 P_OPEN, P_CLOSE, P_MARK_OPEN, P_MARK_HIGH, P_MARK_LOW, P_FUNDING, P_LIVE = range(7)
-GAP_TOLERANCE = 1e-12  # relative slack of the leverage check (floating-point rounding)
+LEVERAGE_TOLERANCE = 1e-12  # relative slack of the leverage check (floating-point rounding)
 _TINY = 1e-300
+_sum = np.add.reduce  # ndarray.sum without its Python wrapper (hot path)
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,7 +136,8 @@ class PortfolioEngine(Engine):
         self._cal = align_market(market, self._names)
         spec = ObservationSpec(window_bars=config.window_bars, with_index=config.with_index,
                                clip_log_ratio=float(config.clip_log_ratio),
-                               max_bars_held=max(len(self._cal.ts_ns), 1))
+                               max_bars_held=max(len(self._cal.ts_ns), 1),
+                               with_funding=market.funding_rate is not None)
         super().__init__(self._cal.market, config, spec, index=index, num_envs=num_envs, batched=True)
         self._price_table(self._cal.market)
         self._lev = float(config.max_leverage)
@@ -143,8 +152,6 @@ class PortfolioEngine(Engine):
         self._n_choices = 3 if config.allow_short else 2
         self._w = self._lev / self.n_assets
         self._a_low = -1.0 if config.allow_short else 0.0
-        self.exposure_clip = 10.0 * self._lev
-        self._log_clip = float(config.clip_log_ratio)
         self._initial = float(config.initial_cash_usd)
         self._layout3 = tuple((k, a, b, shape if len(shape) == 2 else (*shape, 1))
                               for k, (a, b, shape) in self._layout.items())
@@ -192,13 +199,10 @@ class PortfolioEngine(Engine):
                              f"bars where {n} assets all have data")
 
     def _spaces(self) -> tuple[gym_spaces.Dict, gym_spaces.Space]:
-        n, clip, f32 = self.n_assets, self.exposure_clip, np.float32
+        n, f32 = self.n_assets, np.float32
         obs = spaces.dict_space({k: ((n, *shape), lo, hi) for k, (shape, lo, hi) in self.market_fields().items()})
-        held = float(self.spec.max_bars_held)
-        obs["positions"] = gym_spaces.Box(np.tile(np.array([-clip, 0.0], f32), (n, 1)),
-                                          np.tile(np.array([clip, held], f32), (n, 1)), dtype=f32)
-        obs["portfolio"] = gym_spaces.Box(np.array([-clip - 1.0, 0.0, -self._log_clip], f32),
-                                          np.array([clip + 1.0, clip, self._log_clip], f32), dtype=f32)
+        for key, (low, high) in portfolio_position_fields(n, self._lev, self.spec).items():
+            obs[key] = gym_spaces.Box(low, high, dtype=f32)
         if self._continuous:
             return obs, gym_spaces.Box(f32(self._a_low), f32(1.0), (n,), dtype=f32)
         return obs, gym_spaces.MultiDiscrete([self._n_choices] * n)
@@ -280,11 +284,22 @@ class PortfolioEngine(Engine):
         return side != np.sign(value_usd), side * self._w
 
     def _liquidate(self, mask, cash, qty, ref_price):
-        """Close every position where ``mask`` at ``ref_price`` (slippage, fee); cash floored at 0."""
+        """Close every position where ``mask`` at ``ref_price`` (slippage, fee); cash floored at 0.
+        Returns ``(cash, qty, fee, fill_price)``."""
         price, notional, fee = costs.fill(-qty * mask[:, None], ref_price, self._fee_rate, self._slippage_rate)
-        fee = fee.sum(-1)
-        cash = cash - notional.sum(-1) - fee
+        fee = _sum(fee, -1)
+        cash = cash - _sum(notional, -1) - fee
         return np.where(mask, np.maximum(cash, 0.0), cash), qty * ~mask[:, None], fee, price
+
+    def _fill(self, trade, weight, sizing_equity, qty0, cash0, open1):
+        """:func:`~envs.core.costs.rebalance` of every asset; the book after it, marked at ``open1``."""
+        dq, price, notional, fee = costs.rebalance(trade, weight, sizing_equity[:, None], qty0, open1,
+                                                   self._fee_rate, self._slippage_rate, np.sign)
+        qty = qty0 + dq
+        fee = _sum(fee, -1)
+        cash = cash0 - _sum(notional, -1) - fee
+        value = qty * open1
+        return qty, cash, price * (dq != 0.0), fee, cash + _sum(value, -1), _sum(np.abs(value), -1)
 
     def step(self, action):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -295,66 +310,53 @@ class PortfolioEngine(Engine):
         px = self._px.take(self.row0 + c1[:, None], axis=1)  # [K, B, A]
         o1, close1 = px[P_OPEN], px[P_CLOSE]
         index_open1, index_close1 = self._index_cal.take(c1, axis=1)
-        qty0, cash0, lev, mmr, sign = self.qty, self.cash_usd, self._lev, self._mmr, np.sign
+        qty0, cash0, lev, mmr = self.qty, self.cash_usd, self._lev, self._mmr
         value0 = qty0 * o1
-        equity_open = cash0 + value0.sum(-1)
-        gross0 = np.abs(value0).sum(-1)
+        equity_open, gross0 = cash0 + _sum(value0, -1), _sum(np.abs(value0), -1)
+        can_trade = px[P_LIVE] > 0.0
         # a book under maintenance at the open (a gap through the margin) is liquidated there
         liq_open = (gross0 > 0.0) & (equity_open <= costs.maintenance_margin_usd(gross0, mmr))
         fees, price_liq = 0.0, None
         if liq_open.any():
             cash0, qty0, fees, price_liq = self._liquidate(liq_open, cash0, qty0, o1)
             value0 = qty0 * o1
-            equity_open = cash0 + value0.sum(-1)
-            gross0 = np.abs(value0).sum(-1)
-        can_trade = (px[P_LIVE] > 0.0) & ~liq_open[:, None]
+            equity_open = cash0 + _sum(value0, -1)
+            can_trade = can_trade & ~liq_open[:, None]
         trade, weight = self.target_weights(action, value0, equity_open)
         trade = trade & can_trade
-        eq = equity_open[:, None]
-        dq, price, notional, fee = costs.rebalance(trade, weight, eq, qty0, o1, self._fee_rate,
-                                                   self._slippage_rate, sign)
-        qty = qty0 + dq
-        cash = cash0 - notional.sum(-1) - fee.sum(-1)
-        value = qty * o1
-        equity_fill, gross = cash + value.sum(-1), np.abs(value).sum(-1)
-        over = gross > lev * equity_fill * (1.0 + GAP_TOLERANCE)
-        if over.any():  # rebalance every asset, sized so that gross <= L * equity after costs
+        qty, cash, fill_price, fee, equity_fill, gross = self._fill(trade, weight, equity_open, qty0, cash0, o1)
+        over = gross > lev * equity_fill * (1.0 + LEVERAGE_TOLERANCE)
+        if over.any():  # rebalance every asset, its target sized so that gross <= L * equity after costs
             trade = np.where(over[:, None], can_trade, trade)
             abs0 = np.abs(value0)
-            held, traded0 = (abs0 * ~trade).sum(-1), (abs0 * trade).sum(-1)
-            w_sum = (np.abs(weight) * trade).sum(-1)
+            held, traded0 = _sum(abs0 * ~trade, -1), _sum(abs0 * trade, -1)
+            w_sum = _sum(np.abs(weight) * trade, -1)
             c = self._unit_cost
             bound = (lev * (equity_open - c * traded0) - held) / (w_sum * self._rho * (1.0 + lev * c))
-            bound = np.where(w_sum > 0.0, np.clip(bound, 0.0, equity_open), equity_open)
-            eq = np.where(over, bound, equity_open)[:, None]
-            dq, price, notional, fee = costs.rebalance(trade, weight, eq, qty0, o1, self._fee_rate,
-                                                       self._slippage_rate, sign)
-            qty = qty0 + dq
-            cash = cash0 - notional.sum(-1) - fee.sum(-1)
-            value = qty * o1
-            equity_fill, gross = cash + value.sum(-1), np.abs(value).sum(-1)
-        fees = fees + fee.sum(-1)
-        fill_price = price * (dq != 0.0)
+            bound = np.maximum(np.where(w_sum > 0.0, np.minimum(bound, equity_open), equity_open), 0.0)
+            qty, cash, fill_price, fee, equity_fill, gross = self._fill(
+                trade, weight, np.where(over, bound, equity_open), qty0, cash0, o1)
+        fees = fees + fee
         if price_liq is not None:
             fill_price = np.where(liq_open[:, None], price_liq * (self.qty != 0.0), fill_price)
         funding = np.zeros(self.num_envs)
         if self._has_funding:  # after the fill, on the position held at the funding time
-            funding = costs.funding_usd(qty, px[P_MARK_OPEN], px[P_FUNDING]).sum(-1)
+            funding = _sum(costs.funding_usd(qty, px[P_MARK_OPEN], px[P_FUNDING]), -1)
             cash = cash - funding
         worst = np.where(qty > 0.0, px[P_MARK_LOW], px[P_MARK_HIGH])
         value_w = qty * worst
-        gross_w = np.abs(value_w).sum(-1)
-        liq = (gross_w > 0.0) & (cash + value_w.sum(-1) <= costs.maintenance_margin_usd(gross_w, mmr))
+        gross_w = _sum(np.abs(value_w), -1)
+        liq = (gross_w > 0.0) & (cash + _sum(value_w, -1) <= costs.maintenance_margin_usd(gross_w, mmr))
         if liq.any():
-            qty_pre = qty
+            held_before = qty != 0.0
             cash, qty, fee_liq, price_liq = self._liquidate(liq, cash, qty, worst)
             fees = fees + fee_liq
-            fill_price = np.where(liq[:, None] & (qty_pre != 0.0), price_liq, fill_price)
+            fill_price = np.where(liq[:, None] & held_before, price_liq, fill_price)
         terminated = liq_open | liq
-        equity = cash + (qty * close1).sum(-1)
+        equity = cash + _sum(qty * close1, -1)
         reward = self._reward(self.equity_usd, equity, qty0, qty, o1, close1, index_open1, index_close1)
-        same = sign(qty) == sign(qty0)
-        self.bars_held = (qty != 0.0) * (same * self.bars_held + 1)
+        sign = np.sign(qty)
+        self.bars_held = (sign != 0.0) * ((sign == np.sign(qty0)) * self.bars_held + 1)
         self.qty, self.cash_usd, self.equity_usd, self.close_usd = qty, cash, equity, close1
         self.index_close, self.fees_paid_usd = index_close1, self.fees_paid_usd + fees
         self.fee_usd, self.funding_usd = fees, funding
@@ -365,8 +367,9 @@ class PortfolioEngine(Engine):
 
     # --- observations & info --------------------------------------------------------------
     def observe(self) -> dict[str, np.ndarray]:
-        """Per-asset market windows ``[B, A, w, F]`` (the one builder's fields, volume with a
-        trailing axis of 1), ``positions`` ``[B, A, 2]`` and ``portfolio`` ``[B, 3]``."""
+        """Per-asset market windows ``[B, A, w, F]`` (the one builder's fields; volume and funding
+        with a trailing axis of 1), ``positions`` ``[B, A, 2]`` and ``portfolio`` ``[B, 3]``
+        (:func:`~envs.core.observation.portfolio_position_observation`)."""
         rows = (self.row0 + self.cal_row[:, None]).reshape(-1)
         b, n = self.num_envs, self.n_assets
         if self._table is not None:
@@ -376,18 +379,9 @@ class PortfolioEngine(Engine):
             market_observation(self._base, rows, self._block_views(block), self._scratch)
         block = block.reshape(b, n, self._width)
         obs = {k: block[:, :, lo:hi].reshape(b, n, *shape) for k, lo, hi, shape in self._layout3}
-        equity = self.equity_usd
-        safe = np.maximum(equity, _TINY)[:, None]
-        value = self.qty * self.close_usd
-        clip = self.exposure_clip
-        pos = np.empty((b, n, 2), dtype=np.float32)
-        np.clip(value / safe, -clip, clip, out=pos[..., 0], casting="unsafe")
-        np.minimum(self.bars_held, self.spec.max_bars_held, out=pos[..., 1], casting="unsafe")
-        port = np.empty((b, 3), dtype=np.float32)
-        port[:, 0] = np.clip(self.cash_usd / safe[:, 0], -clip - 1.0, clip + 1.0)
-        port[:, 1] = np.minimum(np.abs(value).sum(-1) / safe[:, 0], clip)
-        port[:, 2] = np.clip(np.log(np.maximum(equity, _TINY) / self._initial), -self._log_clip, self._log_clip)
-        obs["positions"], obs["portfolio"] = pos, port
+        obs.update(portfolio_position_observation(self.qty, self.close_usd, self.cash_usd, self.equity_usd,
+                                                  self.bars_held, initial_cash_usd=self._initial,
+                                                  max_leverage=self._lev, spec=self.spec))
         return obs
 
     def market_fields(self) -> dict[str, tuple[tuple[int, ...], float, float]]:

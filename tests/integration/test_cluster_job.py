@@ -29,6 +29,7 @@ training code and cannot be fooled by logs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -111,10 +112,8 @@ def _our_processes(session_ids: set[int], marker: str) -> set[int]:
 
 def _kill(pids: set[int], sig: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def _stop_processes(session_ids: set[int], marker: str) -> set[int]:

@@ -11,7 +11,8 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 import envs
-from envs.core.market import CLOSE, MarketArrays
+from envs.core.market import MarketArrays
+from envs.core.observation import build_portfolio_observation
 from envs.portfolio import REWARDS, PortfolioConfig, PortfolioEnv, PortfolioVectorEnv
 from envs.synthetic import business_days_ts_ns, generate
 
@@ -241,7 +242,7 @@ def test_calendar_gaps_flat_bars_no_nan_and_orders_wait():
      ("max_leverage", float("inf")), ("max_leverage", 101.0), ("allow_short", 1), ("maintenance_margin_bps", -1.0),
      ("rebalance_band", -0.1), ("with_index", "yes"), ("clip_log_ratio", 0.0), ("synthetic", "noise"),
      ("market_seed", -1), ("reward", "excess_horizon"), ("symbol_order", "sequential"), ("fee_bps", -1.0),
-     ("window_bars", 0), ("symbols", "BTC")],
+     ("window_bars", 0), ("symbols", "BTC"), ("symbols", ("BTC", "ETH", "BTC"))],
 )
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=f"PortfolioConfig.{field}"):
@@ -308,3 +309,33 @@ def test_bad_universe_and_actions():
         cont.step(np.array([np.nan, 0.0]))
     with pytest.raises(RuntimeError, match="reset"):
         PortfolioEnv(m, window_bars=5, episode_bars=10).step(np.array([1, 1]))
+
+
+@pytest.mark.parametrize("perpetual", [False, True], ids=["spot", "perpetual"])
+def test_serve_builds_the_same_observation_from_plain_windows(synth, perpetual):
+    """Serve and the trader call build_portfolio_observation on each asset's bars up to t plus the
+    live book: the same floats as the env, every field."""
+    m = synth.market
+    rates = np.random.default_rng(3).normal(0.0, 2e-4, len(m.ts_ns)) if perpetual else None
+    m = MarketArrays(m.symbols, m.offsets, m.ts_ns, m.ohlcv, rates)
+    env = PortfolioEnv(m, synth.index, n_assets=3, episode_bars=40, max_leverage=2.0)
+    env.action_space.seed(1)
+    obs, info = env.reset(seed=8)
+    assert ("funding_bps" in obs) == perpetual
+    for step in range(25):
+        obs, _, terminated, _, info = env.step(env.action_space.sample())
+        if step % 6:
+            continue
+        windows, funding = [], []
+        for u in info["assets"]:
+            rows = m.rows(m.index_of(env.engine.universe[u]))
+            t = int(np.searchsorted(m.ts_ns[rows], info["bar_ts_ns"])) + 1
+            windows.append((m.ts_ns[rows][:t], m.ohlcv[rows][:t]))
+            funding.append(None if rates is None else rates[rows][:t])
+        served = build_portfolio_observation(
+            windows, spec=env.engine.spec, qty=info["position_qty"], cash_usd=info["cash_usd"],
+            bars_held=obs["positions"][:, 1], initial_cash_usd=10_000.0, max_leverage=2.0,
+            index_ts_ns=synth.index.ts_ns, index_ohlc=synth.index.ohlcv, funding_rates=funding if perpetual else None)
+        assert served.keys() == obs.keys()
+        for key in obs:
+            np.testing.assert_array_equal(served[key], obs[key], err_msg=key)
