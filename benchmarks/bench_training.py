@@ -1,7 +1,7 @@
 """Training throughput: raytrade PPO (RLlib) vs stable-baselines3 PPO on StockSwing-v0, same run.
 
     .venv/bin/python benchmarks/bench_training.py [--n-envs 8] [--n-steps 512] [--minibatch 256]
-        [--epochs 4] [--iterations 2] [--rounds 3] [--models mlp,gru,attention] [--no-sb3]
+        [--epochs 4] [--iterations 2] [--rounds 5] [--models mlp,gru,attention] [--no-sb3]
 
 Measures wall env-steps/s of whole PPO iterations (sampling + learning) with the same algorithm
 settings on both sides, taken from one :class:`~app.config.schema.Experiment`:
@@ -305,7 +305,7 @@ def main() -> None:
     parser.add_argument("--gru-iterations", type=int, default=1)
     parser.add_argument("--attention-n-steps", type=int, default=64,
                         help="n_steps of the attention row (1 iteration per measurement)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     parser.add_argument("--models", default="mlp,gru,attention",
                         help="raytrade models, comma-separated (mlp is needed for the ratio)")
     parser.add_argument("--no-sb3", action="store_true", help="skip the SB3 rows")

@@ -10,7 +10,8 @@ Execution semantics
     observation is bar t+1's. Orders for an asset with no bar at t+1 (a calendar gap) wait.
     After the fill, gross exposure ``sum(|qty * open|) / equity <= max_leverage``: where the
     plain rebalance would exceed it (costs, drifted positions), every asset is rebalanced with
-    its target sized on an equity reduced so that the cap holds after slippage and fees.
+    its target sized on an equity reduced so that the cap holds after slippage and fees (an
+    asset without a bar at t+1 cannot be traded back under it).
 
 Actions (``action_mode=``)
     * ``"discrete"`` (default): ``MultiDiscrete([3] * n_assets)``, per asset 0 = short, 1 = flat,
@@ -54,6 +55,12 @@ Episodes
     random_start=False`` with ``symbols``/``start_ts_ns``/``end_ts_ns`` runs a fixed backtest;
     ``reset(options={"symbols": [...]})`` forces the asset set. Episodes truncate after
     ``episode_bars`` steps and terminate on liquidation.
+
+Info (one value per env; ``[n_assets]`` arrays per asset)
+    ``equity_usd``, ``cash_usd``, ``position_qty``, ``fill_price_usd`` (0 where nothing filled),
+    ``fee_usd`` and ``funding_usd`` (this bar; funding > 0 paid), ``fees_paid_usd``,
+    ``exposure_at_fill`` (gross / equity right after the fill, at the open), ``liquidated``,
+    ``assets`` (indices into ``env.engine.universe``), ``bar_ts_ns``.
 
 Inputs
     ``market`` (:class:`~envs.core.market.MarketArrays`, optional ``funding_rate`` and

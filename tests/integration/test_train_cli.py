@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -51,10 +52,8 @@ def finish(proc: subprocess.Popen, timeout_s: float = 180) -> tuple[int, str]:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # the process group we started, nothing else
-    except ProcessLookupError:
-        pass
 
 
 @pytest.mark.slow

@@ -12,7 +12,12 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 import envs
-from envs.crypto_futures import CryptoFuturesConfig, CryptoFuturesEngine, CryptoFuturesEnv, CryptoFuturesVectorEnv
+from envs.crypto_futures import (
+    CryptoFuturesConfig,
+    CryptoFuturesEngine,
+    CryptoFuturesEnv,
+    CryptoFuturesVectorEnv,
+)
 from envs.synthetic import generate_perpetual
 from envs.vector import EngineEnv
 

@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 import envs
-from envs.core.market import MarketArrays
+from envs.core.market import CLOSE, OPEN, VOLUME, MarketArrays
 from envs.core.observation import build_portfolio_observation
 from envs.portfolio import REWARDS, PortfolioConfig, PortfolioEnv, PortfolioVectorEnv
 from envs.synthetic import business_days_ts_ns, generate
@@ -260,30 +260,31 @@ def test_bad_config_combinations_and_unknown_keys():
         PortfolioConfig().max_leverage = 3.0  # type: ignore[misc]
 
 
-def _market_with(**arrays) -> MarketArrays:
+def _market_with(mutate=None) -> MarketArrays:
+    """Two perpetuals, 80 bars; ``mutate`` edits copies of their arrays."""
     m = market(series(np.linspace(100, 120, 80)), series(np.linspace(50, 40, 80)))
-    fields = {"ohlcv": m.ohlcv.copy(), "funding_rate": None, "mark_ohlc": None, **arrays}
-    return MarketArrays(m.symbols, m.offsets, m.ts_ns, **fields)
+    arrays = {"ohlcv": m.ohlcv.copy(), "funding_rate": np.zeros(160), "mark_ohlc": m.ohlcv[:, :4].copy()}
+    if mutate:
+        mutate(arrays)
+    return MarketArrays(m.symbols, m.offsets, m.ts_ns, **arrays)
 
 
 @pytest.mark.parametrize(
-    ("build", "message"),
+    ("mutate", "message"),
     [
-        (lambda: _market_with(ohlcv=np.where(np.arange(160)[:, None] == 90, np.nan, _market_with().ohlcv)),
-         "market: NaN or inf in ohlcv at row 90"),
-        (lambda: _market_with(ohlcv=_market_with().ohlcv * np.where(np.arange(160)[:, None] == 7, -1, 1)),
-         "prices must be > 0"),
-        (lambda: _market_with(funding_rate=np.where(np.arange(160) == 3, np.inf, 0.0)),
-         "market.funding_rate: NaN or inf at row 3"),
-        (lambda: _market_with(mark_ohlc=np.where(np.arange(160)[:, None] == 5, 0.0, 100.0) + np.zeros((160, 4))),
-         "market.mark_ohlc: prices must be finite and > 0, row 5"),
-        (lambda: MarketArrays(("A", "A"), *(lambda m: (m.offsets, m.ts_ns, m.ohlcv))(_market_with())),
-         r"duplicate symbols \['A'\]"),
+        (lambda a: a["ohlcv"].__setitem__((90, CLOSE), np.nan), "market: NaN or inf in ohlcv at row 90"),
+        (lambda a: a["ohlcv"].__setitem__((7, OPEN), -1.0), "market: prices must be > 0, row 7"),
+        (lambda a: a["ohlcv"].__setitem__((7, VOLUME), -1.0), "market: volume must be >= 0, row 7"),
+        (lambda a: a["funding_rate"].__setitem__(3, np.inf), "market.funding_rate: NaN or inf at row 3"),
+        (lambda a: a["mark_ohlc"].__setitem__((5, 2), 0.0), "market.mark_ohlc: prices must be finite and > 0, row 5"),
     ],
 )
-def test_bad_arrays(build, message):
+def test_bad_arrays(mutate, message):
     with pytest.raises(ValueError, match=message):
-        PortfolioEnv(build(), window_bars=5, episode_bars=10)
+        PortfolioEnv(_market_with(mutate), window_bars=5, episode_bars=10)
+    m = _market_with()
+    with pytest.raises(ValueError, match=r"market.symbols: duplicate symbols \['A'\]"):
+        PortfolioEnv(MarketArrays(("A", "A"), m.offsets, m.ts_ns, m.ohlcv), window_bars=5, episode_bars=10)
 
 
 def test_bad_universe_and_actions():
