@@ -305,7 +305,8 @@ class CryptoFuturesEngine(Engine):
         equity = cash + qty * mark_close
         terminated = (hit & self._terminate_on_liq) | (equity <= self._ruin_usd)
         reward = self._reward(mx(equity0, self._ruin_usd), equity, qty0, qty, o1, mark_close, 1.0, 1.0)
-        self.bars_held = (qty != 0.0) * ((qty0 * qty > 0.0) * self.bars_held + 1)
+        same_side = ((qty0 > 0.0) & (qty > 0.0)) | ((qty0 < 0.0) & (qty < 0.0))
+        self.bars_held = (qty != 0.0) * (same_side * self.bars_held + 1)
         self.level = (trade * level + (1 - trade) * held) * alive
         self.qty, self.cash_usd, self.equity_usd = qty, cash, equity
         self.margin_usd, self.entry_price, self.liq_price_usd = margin * alive, entry * alive, liq

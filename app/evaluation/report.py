@@ -137,7 +137,9 @@ def render_report(path: Path, *, title: str, records: pd.DataFrame, summary: pd.
 # --- data ----------------------------------------------------------------------------------
 
 def _series(ts: Any, values: Any) -> pd.Series:
-    idx = pd.DatetimeIndex(pd.to_datetime(np.asarray(ts) if not isinstance(ts, pd.Index) else ts, utc=True))
+    raw = ts if isinstance(ts, pd.Index | pd.Series) else np.asarray(ts)
+    unit = "ns" if np.issubdtype(np.asarray(raw).dtype, np.integer) else None  # ints: ns since the epoch
+    idx = pd.DatetimeIndex(pd.to_datetime(raw, utc=True, unit=unit))
     s = pd.Series(np.asarray(values, dtype=np.float64), index=idx)
     return s[~s.index.duplicated(keep="last")].sort_index()
 

@@ -2,8 +2,8 @@
 
 The symbol split (stratified by sector) and the time split are made here, saved with the run,
 and turned into env configs for *train* and *validation* only. The test part is recorded so a
-later backtest can use it, but no training or tuning code path ever receives its symbols or
-its window.
+later backtest (``app/evaluation``) can use it, but no training or tuning code path ever
+receives its symbols or its window (``tests/unit/training/test_run_data.py`` proves it).
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from app.data.store import ParquetStore
 from app.training.env_factory import DataSpec
 
 PERIODS_PER_YEAR = {"1d": 252.0, "1h": 24 * 365.0, "4h": 6 * 365.0, "1w": 52.0, "1mo": 12.0}
+PARTS = ("train", "validation", "test")
+#: synthetic markets: each part trades its own generated path (train, validation, test)
+SYNTHETIC_SEED_OFFSET = {"train": 0, "validation": 1, "test": 2}
 
 
 @dataclass(frozen=True)
@@ -33,39 +36,72 @@ class RunData:
     periods_per_year: float
 
 
-def resolve_run_data(exp: Experiment) -> RunData:
-    base = dict(exp.env.config)
-    if exp.data is None:  # synthetic markets: the env generates its own data
-        return RunData(base, base | {"market_seed": int(base.get("market_seed", 0)) + 1}, {}, 252.0)
+def make_splits(exp: Experiment) -> dict[str, Split]:
+    """The experiment's symbol and time splits (seeded by ``exp.seed``)."""
     data = exp.data
+    if data is None:
+        return {}
     store = ParquetStore(data.store)
-    key = DatasetKey(data.dataset.source, data.dataset.market_type, data.dataset.timeframe)
-    universe = list(data.symbols) if data.symbols else store.symbols(key)
+    key = _key(exp)
+    universe = _universe(exp, store)
     splits: dict[str, Split] = {}
-    parts = {"train": universe, "validation": universe}
     if data.by_symbol is not None:
         meta = (pd.read_parquet(data.by_symbol.metadata) if data.by_symbol.metadata
                 else pd.DataFrame({"symbol": universe, "sector": "Unknown"}))
         meta = meta[meta["symbol"].isin(universe)]
         splits["by_symbol"] = split_by_symbol(meta, seed=exp.seed, fractions=dict(data.by_symbol.fractions))
-        parts = {p: list(splits["by_symbol"].symbols.get(p, ())) for p in ("train", "validation")}
-    windows: dict[str, dict[str, int]] = {}
     if data.by_time is not None:
-        calendar = store.read(key, universe[:1])["timestamp"] if data.index is None else store.read(
-            DatasetKey(data.index.source, data.index.market_type, data.index.timeframe), [data.index.symbol])["timestamp"]
+        if data.index is None:
+            calendar = store.read(key, universe[:1])["timestamp"]
+        else:
+            index_key = DatasetKey(data.index.source, data.index.market_type, data.index.timeframe)
+            calendar = store.read(index_key, [data.index.symbol])["timestamp"]
         splits["by_time"] = split_by_time(calendar, train_end=pd.Timestamp(data.by_time.train_end, tz="UTC"),
                                           validation_end=pd.Timestamp(data.by_time.validation_end, tz="UTC"),
                                           embargo_days=data.by_time.embargo_days)
-        for part in ("train", "validation"):
-            window = splits["by_time"].windows[part]
-            windows[part] = {"start_ts_ns": window.start.value, "end_ts_ns": window.end.value - 1}
+    return splits
 
-    def env_config(part: str) -> dict[str, Any]:
-        spec = DataSpec(str(data.store), key.source, key.market_type.value, key.timeframe, tuple(parts[part]),
-                        data.index.source if data.index else None,
-                        data.index.market_type if data.index else None,
-                        data.index.symbol if data.index else None)
-        return base | {"data": spec.to_dict()} | windows.get(part, {})
 
-    validation = env_config("validation") if parts["validation"] else None
-    return RunData(env_config("train"), validation, splits, PERIODS_PER_YEAR.get(key.timeframe, 252.0))
+def env_config_for(exp: Experiment, splits: dict[str, Split], part: str) -> dict[str, Any] | None:
+    """The env config that trades ``part`` of the data (None if that part has no symbols)."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    base = dict(exp.env.config)
+    if exp.data is None:
+        return base | {"market_seed": int(base.get("market_seed", 0)) + SYNTHETIC_SEED_OFFSET[part]}
+    data = exp.data
+    symbols = (list(splits["by_symbol"].symbols.get(part, ())) if "by_symbol" in splits
+               else _universe(exp, ParquetStore(data.store)))
+    if not symbols:
+        return None
+    key = _key(exp)
+    spec = DataSpec(str(data.store), key.source, key.market_type.value, key.timeframe, tuple(symbols),
+                    data.index.source if data.index else None, data.index.market_type if data.index else None,
+                    data.index.symbol if data.index else None)
+    config = base | {"data": spec.to_dict()}
+    if "by_time" in splits:
+        window = splits["by_time"].windows[part]
+        config |= {"start_ts_ns": window.start.value, "end_ts_ns": window.end.value - 1}
+    return config
+
+
+def resolve_run_data(exp: Experiment) -> RunData:
+    """Splits plus the train and validation env configs (never the test one)."""
+    splits = make_splits(exp)
+    train = env_config_for(exp, splits, "train")
+    if train is None:
+        raise ValueError(f"{exp.name}: the train split has no symbols")
+    return RunData(train, env_config_for(exp, splits, "validation"), splits, periods_per_year(exp))
+
+
+def periods_per_year(exp: Experiment) -> float:
+    return PERIODS_PER_YEAR.get(exp.data.dataset.timeframe, 252.0) if exp.data else 252.0
+
+
+def _key(exp: Experiment) -> DatasetKey:
+    ds = exp.data.dataset
+    return DatasetKey(ds.source, ds.market_type, ds.timeframe)
+
+
+def _universe(exp: Experiment, store: ParquetStore) -> list[str]:
+    return list(exp.data.symbols) if exp.data.symbols else store.symbols(_key(exp))

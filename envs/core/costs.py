@@ -196,7 +196,8 @@ def isolated_rebalance(trade, target_margin_usd, qty, entry_price, margin_usd, f
     target = moves * target + (1 - moves) * qty
     abs_qty = abs(qty)
     smaller = abs(target) < abs_qty
-    keep = (target * qty > 0) * (smaller * target + (1 - smaller) * qty)  # part of qty kept
+    same_side = ((target > 0) & (qty > 0)) | ((target < 0) & (qty < 0))
+    keep = same_side * (smaller * target + (1 - smaller) * qty)  # part of qty kept
     closed = qty - keep
     released = margin_usd * (abs(closed) / (abs_qty + (qty == 0)))
     value = released + closed * (price - entry_price) - abs(closed) * price * fee_rate

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from envs.core import costs
 from envs.core.market import MarketArrays
 from envs.core.observation import build_observation, futures_position_observation
 from envs.crypto_futures import CryptoFuturesEnv
@@ -105,6 +106,42 @@ def test_books_balance_rewards_sum_to_the_equity_change_and_equity_stays_non_neg
         assert info["equity_usd"] >= -1e-9 * E0
         assert info["wallet_usd"] - info["margin_usd"] >= -1e-9 * E0
         assert info["cover_usd"] >= 0.0 and (qty != 0.0 or info["margin_usd"] == 0.0)
+
+
+@given(trade=st.booleans(), level=st.floats(-1, 1), budget=st.floats(1.0, 1e6), qty=st.floats(-1e4, 1e4),
+       entry=st.floats(1.0, 1e3), margin_frac=st.floats(0.01, 1.5), free=st.floats(0.0, 1e6),
+       ref=st.floats(0.5, 2e3), leverage=st.sampled_from([1.0, 3.0, 20.0, 125.0]),
+       fee=st.sampled_from([0.0, 2e-4, 1e-3]), slip=st.sampled_from([0.0, 5e-4]))
+@settings(max_examples=150, deadline=None)
+def test_isolated_rebalance_floats_and_arrays_agree_and_free_balance_stays_non_negative(
+        trade, level, budget, qty, entry, margin_frac, free, ref, leverage, fee, slip):
+    margin = abs(qty) * entry / leverage * margin_frac
+    args = (level * budget, qty, entry, margin, free, ref, leverage, fee, slip)
+    out = costs.isolated_rebalance(trade, *args)
+    arrays = costs.isolated_rebalance(np.array([trade]), *(np.array([a]) for a in args), sign=np.sign,
+                                      minimum=np.minimum, maximum=np.maximum)
+    assert [a[0] for a in arrays] == list(out)  # one cost model, bit for bit on both faces
+    new_qty, dq, price, notional, fee_usd, new_margin, new_entry, cover = out
+    if not trade:
+        assert dq == 0.0 and new_qty == qty and new_margin == margin and cover == 0.0
+    assert new_qty == pytest.approx(qty + dq, rel=1e-12, abs=1e-12) and notional == dq * price
+    assert new_margin >= -1e-9 * (1 + margin) and cover >= 0.0 and (new_qty == 0.0 or new_entry > 0.0)
+    # free balance after = wallet after - margin after: never below zero (up to rounding)
+    cash = entry * 0.0 + free + margin - qty * entry  # wallet = free + margin; cash = wallet - qty * entry
+    cash_after = cash - notional - fee_usd + cover
+    free_after = cash_after + new_qty * new_entry - new_margin
+    assert free_after >= -1e-9 * (1.0 + free + margin + abs(notional))
+    if trade and level == 0.0:
+        assert new_qty == 0.0 and new_margin == 0.0
+
+
+def test_liquidation_close_never_takes_more_than_the_margin_left():
+    liq = costs.liquidation_price(100.0, 10.0, 100.0, 0.005)
+    notional, fee, cover = costs.liquidation_close(10.0, 100.0, 100.0, liq, 0.5)
+    assert notional == -10.0 * liq and cover == 0.0
+    assert fee == pytest.approx(100.0 + 10.0 * (liq - 100.0)) == pytest.approx(0.005 * 10 * liq)
+    _, fee, cover = costs.liquidation_close(-10.0, 100.0, -5.0, 100.5, 0.003)  # margin drained below water
+    assert fee == 0.0 and cover == pytest.approx(5.0 + 10.0 * 0.5)  # the venue absorbs the deficit
 
 
 # --- the look-ahead probe -----------------------------------------------------------------------
