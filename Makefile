@@ -8,7 +8,7 @@ STORE  ?= store
 export OMP_NUM_THREADS ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install demo test unit integration lint bench sample clean help
+.PHONY: install chromium demo test unit integration lint bench sample clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,16 +22,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# Debian chromium renders the backtest report in tests/integration/test_report_chromium.py.
+# Idempotent; never fatal: without apt-get (or root, or the network) that test skips.
+chromium:  ## install Debian chromium (headless browser for the report test) if missing
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 \
+	  && echo "installing Debian chromium (apt-get) for the report's browser test" \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "make chromium: could not install chromium (no apt-get, not root, or offline): the report's browser test will skip"
+
 demo: install  ## run the pipeline on the embedded sample (offline)
 	$(BIN)/raytrade demo --store $(STORE)
 
-test: install lint  ## lint + import contracts + all tests (unit, then Ray integration)
+test: install lint chromium  ## lint + import contracts + all tests (unit, then Ray integration)
 	$(BIN)/python -m pytest tests
 
 unit: install  ## fast offline unit tests only (no Ray)
 	$(BIN)/python -m pytest tests/unit -q
 
-integration: install  ## Ray integration tests (one shared local Ray)
+integration: install chromium  ## Ray integration tests (one shared local Ray)
 	$(BIN)/python -m pytest tests/integration -q
 
 lint: install  ## ruff + import-linter contracts (envs is a leaf, serve stays thin, vendors at the edges)

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from app.cli_data import data_app
+from app.cli_eval import backtest_command
 from app.cli_train import train_command
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.command("train")(train_command)
+app.command("backtest")(backtest_command)
 
 STORE_OPTION = typer.Option(Path("store"), "--store", envvar="RAYTRADE_STORE",
                             help="Parquet store directory.")
@@ -33,11 +35,13 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every
 
 @app.command()
 def demo(store: Path = STORE_OPTION,
-         sample: Path = typer.Option(Path("data/sample"), help="Directory with the embedded sample.")) -> None:
-    """Run the pipeline on the embedded sample: import (validate + repair), load, split, summarize."""
+         sample: Path = typer.Option(Path("data/sample"), help="Directory with the embedded sample."),
+         train: bool = typer.Option(True, help="Train and backtest (--no-train: data part only)."),
+         env_steps: int = typer.Option(None, help="Training budget (default: the demo experiment's).")) -> None:
+    """The pipeline on the embedded sample: import, split, train PPO+GRU, backtest, report."""
     from app.demo import run_demo
 
-    run_demo(store_dir=store, sample_dir=sample)
+    run_demo(store_dir=store, sample_dir=sample, train=train, env_steps=env_steps)
 
 
 def main() -> None:

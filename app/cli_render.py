@@ -68,3 +68,22 @@ def pull_progress(total: int) -> Iterator[Callable[[PullOutcome], None]]:
             progress.update(task, advance=1, last=f"{outcome.symbol} {mark}")
 
         yield advance
+
+
+def print_headline(headline: pd.DataFrame, title: str) -> None:
+    """Agent vs buy-and-hold vs index: one row per aggregate and metric, CIs in brackets."""
+    table = Table(title=title)
+    for col in ("aggregate", "metric", "agent", "buy & hold", "index"):
+        table.add_column(col, justify="left" if col in ("aggregate", "metric") else "right", no_wrap=True)
+    for (symbol, metric), rows in headline.groupby(["symbol", "metric"], sort=False):
+        cells = []
+        for strategy in ("agent", "buy_and_hold", "index"):
+            row = rows[rows["strategy"] == strategy]
+            if row.empty:
+                cells.append("-")
+                continue
+            r = row.iloc[0]
+            ci = "" if pd.isna(r["ci_low"]) or r["ci_low"] == r["ci_high"] else f" [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+            cells.append(f"{r['value']:.3f}{ci}")
+        table.add_row(symbol, metric, *cells)
+    console.print(table)

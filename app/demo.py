@@ -1,8 +1,10 @@
-"""``make demo``: the pipeline on the embedded sample, end to end as far as it is built.
+"""``make demo``: the whole pipeline on the embedded sample, offline, in a few minutes.
 
-Today: import the sample (validate, repair explicitly, store), load the stock universe and the
-perpetuals into the envs' arrays, split symbols by sector and time, resample, and print what was
-loaded. Training, backtest and report join this job as they land.
+1. import the sample (validate, repair explicitly, store) and load it into the envs' arrays;
+2. split symbols by sector and time; resample;
+3. train PPO with the GRU model on StockSwing-v0's training symbols (tune_configs/demo_stocks_gru.yaml);
+4. backtest on the validation symbols and on unseen test symbols (later years), write the HTML
+   reports and log everything to MLflow; print agent vs buy-and-hold vs index with CIs.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ PERPS = DatasetKey("binanceusdm", "swap", "1h")
 SEED = 7
 
 
-def run_demo(store_dir: Path, sample_dir: Path) -> None:
+DEMO_EXPERIMENT = Path("tune_configs/demo_stocks_gru.yaml")
+
+
+def run_demo(store_dir: Path, sample_dir: Path, *, train: bool = True, env_steps: int | None = None) -> None:
     store = ParquetStore(store_dir)
     console.rule("[bold]1. import the embedded sample: validate -> repair -> store")
     t0 = time.perf_counter()
@@ -63,8 +68,54 @@ def run_demo(store_dir: Path, sample_dir: Path) -> None:
     mean_bps = funding.groupby("symbol")["funding_rate"].mean().mul(1e4).sort_values()
     console.print("mean funding per event (bps): " +
                   ", ".join(f"{s.split('/')[0]} {v:+.2f}" for s, v in mean_bps.items()))
+    if train:
+        _train_and_evaluate(store_dir, env_steps)
     console.rule("[bold green]demo done")
-    console.print("next: `raytrade data info --store " f"{store_dir}` shows the store; training lands with the envs.")
+
+
+def _train_and_evaluate(store_dir: Path, env_steps: int | None) -> None:
+    from app.cli_render import print_headline
+    from app.config.loader import load_experiment
+    from app.evaluation.pipeline import backtest_run
+    from app.training.run import train
+    from app.training.tracking import MlflowTracker
+
+    overrides = [f"data.store={store_dir}"] + ([f"stopping.env_steps={env_steps}"] if env_steps else [])
+    exp = load_experiment(DEMO_EXPERIMENT, overrides)
+    console.rule(f"[bold]5. train PPO + {exp.model.name.upper()} on {exp.env.id} ({exp.stopping.env_steps:,} env steps)")
+    t0 = time.perf_counter()
+    outcome = train(exp, progress=_progress_printer())
+    state = outcome.state
+    console.print(f"trained {state.iteration} iterations, {state.env_steps:,} env steps in "
+                  f"{time.perf_counter() - t0:.0f} s; best validation {exp.evaluation.metric} "
+                  f"{state.best_metric if state.best_metric is not None else float('nan'):+.3f}")
+    console.rule("[bold]6. backtest: validation symbols, then unseen test symbols and years")
+    tracker = MlflowTracker(exp.tracking.mlflow_uri, exp.tracking.experiment, outcome.run.name,
+                            run_id=state.mlflow_run_id)
+    reports = {}
+    for part in ("validation", "test"):
+        report = backtest_run(outcome.run, part=part, tracker=tracker)
+        reports[part] = report
+        print_headline(report.headline(), title=f"{part}: agent vs buy-and-hold vs index (95% CI)")
+    tracker.end("FINISHED")
+    console.print(f"reports: {reports['validation'].out_dir / 'report.html'}\n"
+                  f"         {reports['test'].out_dir / 'report.html'}")
+    console.print(f"MLflow:  mlflow ui --backend-store-uri {exp.tracking.mlflow_uri}   (run {state.mlflow_run_id})")
+    console.print(f"run:     {outcome.run.path}")
+
+
+def _progress_printer():
+    last = {"t": 0.0}
+
+    def show(state, metrics, seconds):
+        if time.perf_counter() - last["t"] < 10 and metrics["progress"] < 1.0:
+            return
+        last["t"] = time.perf_counter()
+        ret = metrics.get("env_runners/episode_return_mean", float("nan"))
+        console.print(f"  iteration {state.iteration:4d}  env steps {state.env_steps:8,}  "
+                      f"progress {metrics['progress']:5.1%}  episode return {ret:+.4f}")
+
+    return show
 
 
 def _print_splits(by_symbol, by_time, metadata: pd.DataFrame) -> None:

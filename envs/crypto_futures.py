@@ -51,7 +51,8 @@ Observation (Dict of float32, :mod:`envs.core.observation`, ``w = window_bars``)
     ``daily_volume`` ``[w]``; ``funding_bps`` ``[w]``: funding settled at each of the last ``w``
     bars in bps; position (``[1]`` each): ``side`` (-1/0/1), ``size`` (share of the allowed
     leverage in use), ``entry_distance`` (mark / entry - 1), ``unrealized_pnl`` (over equity),
-    ``margin_ratio`` (maintenance margin over margin balance: liquidation at 1), ``bars_held``.
+    ``margin_ratio`` (maintenance margin over margin balance: liquidation at 1), ``bars_held``
+    (bars since the position was opened; a flip opens a new one).
 
 Rewards (``reward=``): ``log_return`` (default, ``log(E_t / E_t-1)``: sums to
     ``log(E_T / E_0)``; floored where a liquidation leaves nothing), ``linear_return``
@@ -289,16 +290,22 @@ class CryptoFuturesEngine(Engine):
         trade = (abs(level - held) > self._min_change) | ((level == 0.0) & (held != 0.0))
         budget = cash0 + qty0 * o1 if self._equity_sizing else self._initial
         mn, mx = self._min, self._max
-        qty, dq, price, notional, fee, margin, entry, cover = costs.isolated_rebalance(
-            trade, level * budget, qty0, entry0, margin0, cash0 + qty0 * entry0 - margin0, o1, self._leverage,
-            self._fee_rate, self._slippage_rate, self._sign, mn, mx)
+        if trade is not False:  # arrays, or a scalar order
+            qty, dq, price, notional, fee, margin, entry, cover = costs.isolated_rebalance(
+                trade, level * budget, qty0, entry0, margin0, cash0 + qty0 * entry0 - margin0, o1, self._leverage,
+                self._fee_rate, self._slippage_rate, self._sign, mn, mx)
+        else:  # scalar hold: exactly what isolated_rebalance returns without a trade, cheaper
+            qty, dq, price, notional, fee, margin, entry, cover = qty0, 0.0, o1, 0.0, 0.0, margin0, entry0, 0.0
         funding = costs.funding_usd(qty, mark_close, rate)
         margin = margin - funding
         liq = costs.liquidation_price(entry, qty, margin, self._mmr)
         hit = costs.liquidated(qty, liq, mark_low, mark_high)
-        liq_notional, liq_fee, liq_cover = costs.liquidation_close(qty, entry, margin, liq, self._liq_fee_rate, mn, mx)
-        liq_fee = hit * liq_fee
-        cover = cover + hit * liq_cover
+        liq_notional = liq_fee = 0.0
+        if hit is not False:  # arrays, or a scalar liquidation
+            liq_notional, liq_fee, liq_cover = costs.liquidation_close(qty, entry, margin, liq, self._liq_fee_rate,
+                                                                       mn, mx)
+            liq_fee = hit * liq_fee
+            cover = cover + hit * liq_cover
         cash = cash0 - notional - fee - funding - hit * liq_notional - liq_fee + cover
         alive = 1 - hit
         qty = qty * alive

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib import dates as mdates
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -58,7 +59,16 @@ def _style(ax, ylabel: str = "", time_axis: bool = True) -> None:
     if ylabel:
         ax.set_ylabel(ylabel)
     if time_axis:
+        locator = mdates.AutoDateLocator(maxticks=9)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, show_offset=False))
         ax.set_xlabel("time (UTC)")
+
+
+def _legend_above(ax, ncols: int = 4) -> None:
+    """Legend in a row above the axes, where it cannot hide data."""
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), frameon=False, fontsize=8, ncols=ncols,
+              borderaxespad=0.2, handletextpad=0.4, columnspacing=1.2)
 
 
 def equity_png(curves: Mapping[str, pd.Series]) -> bytes:
@@ -124,44 +134,50 @@ def price_png(symbol: str, close: pd.Series, position_sign: pd.Series, markers: 
                         label=f"{label} ({len(sel)})")
     _style(top, "price (USD)", time_axis=False)
     top.set_title(symbol, loc="left", fontweight="bold")
-    top.legend(loc="upper left", frameon=False, fontsize=8, ncols=3)
+    top.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8, ncols=5,
+               borderaxespad=0.2, handletextpad=0.3, columnspacing=1.0)
     for name, curve in equity.items():
         bottom.plot(_naive(curve.index), curve.to_numpy(), color=COLORS.get(name), linewidth=1.2,
                     label=f"{LABELS.get(name, name)} ({curve.iloc[-1] - 1:+.1%})")
     bottom.axhline(1.0, color="#999999", linewidth=0.8, linestyle=":")
     _style(bottom, "growth of 1")
-    bottom.legend(loc="upper left", frameon=False, fontsize=8, ncols=3)
+    bottom.legend(loc="best", frameon=False, fontsize=8, ncols=3)
     return to_png(fig)
 
 
 def returns_png(returns: Mapping[str, np.ndarray]) -> bytes:
-    """Distribution of per-bar returns: histogram (density, shared bins over the central 99 %)
-    and empirical CDF on a symmetric-log axis to show the tails."""
-    fig = _figure(10, 3.8)
+    """Distribution of per-bar returns: histogram (density, shared bins over the central 99 %;
+    bars with a return of exactly 0, e.g. flat, are counted in the legend but not drawn) and the
+    empirical CDF over the central 99.8 %."""
+    fig = _figure(10, 4.0, top_in=0.55)
     hist_ax, cdf_ax = fig.subplots(1, 2, width_ratios=[3, 2])
-    finite = {k: np.asarray(v, dtype=np.float64)[np.isfinite(v)] for k, v in returns.items()}
+    finite = {k: 100 * np.asarray(v, dtype=np.float64)[np.isfinite(v)] for k, v in returns.items()}
     pooled = np.concatenate([v for v in finite.values() if len(v)] or [np.zeros(1)])
     lo, hi = np.quantile(pooled, [0.005, 0.995])
     if hi <= lo:
-        lo, hi = lo - 1e-4, hi + 1e-4
-    bins = np.linspace(100 * lo, 100 * hi, 61)
+        lo, hi = lo - 0.01, hi + 0.01
+    bins = np.linspace(lo, hi, 61)
     for name, r in finite.items():
         if not len(r):
             continue
-        color = COLORS.get(name)
-        label = f"{LABELS.get(name, name)}: mean {100 * r.mean():+.3f} %, sd {100 * r.std():.3f} %"
-        hist_ax.hist(100 * np.clip(r, lo, hi), bins=bins, density=True, histtype="stepfilled",
-                     alpha=0.25, color=color)
-        hist_ax.hist(100 * np.clip(r, lo, hi), bins=bins, density=True, histtype="step",
-                     color=color, linewidth=1.3, label=label)
-        srt = np.sort(100 * r)
-        cdf_ax.plot(srt, np.arange(1, len(srt) + 1) / len(srt), color=color, linewidth=1.3)
-    _style(hist_ax, "density", time_axis=False)
-    hist_ax.set_xlabel("per-bar return (%, tails clipped to the 0.5-99.5 % range)")
-    hist_ax.legend(loc="upper left", frameon=False, fontsize=8)
-    _style(cdf_ax, "fraction of bars", time_axis=False)
-    cdf_ax.set_xscale("symlog", linthresh=max(0.01, 100 * float(np.quantile(np.abs(pooled), 0.5))))
-    cdf_ax.set_xlabel("per-bar return (%, symlog)")
+        color, moving = COLORS.get(name), np.clip(r[r != 0], lo, hi)
+        label = (f"{LABELS.get(name, name)}: mean {r.mean():+.3f} %, sd {r.std():.3f} %, "
+                 f"{np.mean(r == 0):.0%} at 0")
+        if len(moving):
+            hist_ax.hist(moving, bins=bins, weights=np.full(len(moving), 1 / len(r)), histtype="stepfilled",
+                         alpha=0.22, color=color)
+            hist_ax.hist(moving, bins=bins, weights=np.full(len(moving), 1 / len(r)), histtype="step",
+                         color=color, linewidth=1.3, label=label)
+        srt = np.sort(r)
+        cdf_ax.plot(srt, np.arange(1, len(srt) + 1) / len(srt), color=color, linewidth=1.3,
+                    drawstyle="steps-post")
+    _style(hist_ax, "fraction of bars", time_axis=False)
+    hist_ax.set_xlabel("per-bar return (%; tails clipped to the 0.5-99.5 % range)")
+    hist_ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), frameon=False, fontsize=8,
+                   borderaxespad=0.2)
+    _style(cdf_ax, "cumulative fraction of bars", time_axis=False)
+    cdf_ax.set_xlim(*np.quantile(pooled, [0.001, 0.999]))
+    cdf_ax.set_xlabel("per-bar return (%)")
     return to_png(fig)
 
 
@@ -170,7 +186,7 @@ def actions_png(names: Sequence[str], frequencies: np.ndarray, mean_probs: np.nd
     """Discrete actions: how often each was chosen vs the policy's mean probability of it, and
     the share of each action across symbols over time (``share_over_time``: one column per
     action, rows summing to 1)."""
-    fig = _figure(10, 3.6)
+    fig = _figure(10, 3.8, top_in=0.4)
     bars_ax, time_ax = fig.subplots(1, 2, width_ratios=[2, 3])
     x = np.arange(len(names))
     width = 0.4 if mean_probs is not None else 0.7
@@ -180,14 +196,14 @@ def actions_png(names: Sequence[str], frequencies: np.ndarray, mean_probs: np.nd
         bars_ax.bar(x + width / 2, 100 * mean_probs, width, color="#8fb3dc", label="mean probability")
     bars_ax.set_xticks(x, list(names), rotation=30 if len(names) > 5 else 0)
     _style(bars_ax, "% of bars", time_axis=False)
-    bars_ax.legend(loc="upper left", frameon=False, fontsize=8)
+    _legend_above(bars_ax, 2)
     if share_over_time is not None and len(share_over_time) > 1:
         cmap = colormaps["tab10"]
         time_ax.stackplot(_naive(share_over_time.index), 100 * share_over_time.to_numpy().T,
                           labels=list(names), colors=[cmap(i % 10) for i in range(len(names))], alpha=0.85)
         time_ax.set_ylim(0, 100)
         _style(time_ax, "% of symbols (rolling mean)")
-        time_ax.legend(loc="upper left", frameon=False, fontsize=8, ncols=min(len(names), 5))
+        _legend_above(time_ax, min(len(names), 6))
     else:
         time_ax.set_axis_off()
     return to_png(fig)

@@ -252,6 +252,8 @@ def _fmt(metric: str, v: float) -> str:
         return "–"
     if math.isinf(v):
         return "∞" if v > 0 else "−∞"
+    if abs(v) < 5e-5:
+        v = 0.0  # no "-0.00"
     if metric in _PERCENT or metric.startswith("action_freq_"):
         return f"{100 * v:.1f}%"
     if metric in _COUNTS:
@@ -259,13 +261,14 @@ def _fmt(metric: str, v: float) -> str:
     return f"{v:.2f}"
 
 
-def _cell(metric: str, row: pd.Series | None) -> str:
+def _cell(metric: str, row: tuple[float, float, float, int] | None) -> str:
+    """One metric cell: the value, its interval below it when finite, raw numbers in data-*."""
     if row is None:
         return '<td class="num na">–</td>'
-    lo, hi = float(row["ci_low"]), float(row["ci_high"])
+    value, lo, hi, _ = row
     ci = f'<span class="ci">[{_fmt(metric, lo)}, {_fmt(metric, hi)}]</span>' if np.isfinite([lo, hi]).all() else ""
-    return (f'<td class="num" data-metric="{_e(metric)}" data-value="{float(row["value"])!r}" '
-            f'data-ci-low="{lo!r}" data-ci-high="{hi!r}">{_fmt(metric, float(row["value"]))}{ci}</td>')
+    return (f'<td class="num" data-metric="{_e(metric)}" data-value="{value!r}" '
+            f'data-ci-low="{lo!r}" data-ci-high="{hi!r}">{_fmt(metric, value)}{ci}</td>')
 
 
 def _label(metric: str) -> str:
@@ -273,7 +276,8 @@ def _label(metric: str) -> str:
 
 
 def _table(table_id: str, summary: pd.DataFrame, scopes: Sequence[str], metrics: Sequence[str]) -> str:
-    lookup = {(r.strategy, r.symbol, r.metric): r for _, r in summary.iterrows()}
+    lookup = {(st, sy, m): (float(v), float(lo), float(hi), int(n)) for st, sy, m, v, lo, hi, n
+              in summary[["strategy", "symbol", "metric", "value", "ci_low", "ci_high", "n"]].itertuples(index=False)}
     head = "".join(f'<th scope="col">{_e(_label(m))}</th>' for m in metrics)
     rows = []
     for scope in scopes:
@@ -281,7 +285,7 @@ def _table(table_id: str, summary: pd.DataFrame, scopes: Sequence[str], metrics:
             cells = [lookup.get((strategy, scope, m)) for m in metrics]
             if all(c is None for c in cells):
                 continue
-            n = next(int(c["n"]) for c in cells if c is not None)
+            n = next(c[3] for c in cells if c is not None)
             rows.append(f'<tr class="{strategy}" data-strategy="{strategy}" data-symbol="{_e(scope)}">'
                         f'<th scope="row">{_e(scope)}</th><td>{_e(plots.LABELS[strategy])}</td>'
                         f'<td class="num">{n}</td>' + "".join(_cell(m, c) for m, c in zip(metrics, cells, strict=True))
@@ -367,6 +371,8 @@ thead th{background:#eef1f4;position:sticky;top:0}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.agent td,tr.agent th{font-weight:600}
 tr.agent{background:#f3f7fc}
+tbody th[scope=row]{position:sticky;left:0;background:inherit}
+tbody tr{background:#fff}
 .ci{display:block;color:var(--muted);font-weight:400;font-size:11px}
 #metrics-table tbody tr[data-strategy="agent"]{border-top:2px solid var(--line)}
 @media print{body{background:#fff}header,section{break-inside:avoid;border:0}}

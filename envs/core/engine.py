@@ -30,6 +30,10 @@ Extension points (CryptoFutures-v0, Portfolio-v0):
   ``equity = cash + (qty * px).sum(-1)``, reusing :func:`~envs.core.costs.rebalance` (pass the
   total equity), the rewards, episodes, observations and autoreset. Its single face can wrap a
   batched engine with ``num_envs=1`` (:class:`~envs.vector.EngineEnv` unbatches): same code.
+* CryptoFutures-v0 (isolated margin) overrides :meth:`Engine.step` too: its fill needs the
+  margin state (:func:`~envs.core.costs.isolated_rebalance`) and it marks at the mark price;
+  still one polymorphic ``step`` for both faces. ``settle`` suits simpler futures variants.
+  A market's ``funding_rate`` reaches the observation builder (``spec.with_funding``).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -152,11 +153,9 @@ class LocalCluster:
             "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1",
         }
         self.session_ids: set[int] = set()
-        self.dashboard_port = _free_port()
-        self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
-        self.gcs_address = ""
+        self.dashboard = ""
 
-    def _ray_start(self, args: list[str]) -> str:
+    def _ray_start(self, args: list[str]) -> None:
         proc = subprocess.Popen([str(RAY), "start", *args, "--disable-usage-stats", "--log-color", "false"],
                                 env=self.env, cwd=self.root, start_new_session=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -166,23 +165,39 @@ class LocalCluster:
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
-            raise AssertionError(f"ray start {args[:2]} timed out:\n{out[-3000:]}") from None
-        assert proc.returncode == 0, f"ray start {args[:2]} failed ({proc.returncode}):\n{out[-3000:]}"
-        return out
+            raise RuntimeError(f"ray start {args[:2]} timed out:\n{out[-3000:]}") from None
+        if proc.returncode != 0:
+            raise RuntimeError(f"ray start {args[:2]} failed ({proc.returncode}):\n{out[-3000:]}")
 
-    def start(self) -> None:
-        head_tmp = self.root / "head"
+    def start(self, attempt: int) -> None:
+        """Head, then the rollout node; fresh ports and temp dirs on each attempt."""
+        head_tmp, dashboard_port = self.root / f"head{attempt}", _free_port()
+        self.dashboard = f"http://127.0.0.1:{dashboard_port}"
         self._ray_start(["--head", "--temp-dir", str(head_tmp), "--port", str(_free_port()),
                          "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
-                         "--dashboard-port", str(self.dashboard_port),
+                         "--dashboard-port", str(dashboard_port),
                          "--dashboard-agent-listen-port", str(_free_port()),
                          "--ray-client-server-port", str(_free_port()),
                          "--num-cpus", "1", "--object-store-memory", str(200 * 1024**2)])
-        self.gcs_address = (head_tmp / "ray_current_cluster").read_text().strip()
-        self._ray_start(["--address", self.gcs_address, "--temp-dir", str(self.root / "rollout"),
+        gcs_address = (head_tmp / "ray_current_cluster").read_text().strip()
+        self._ray_start(["--address", gcs_address, "--temp-dir", str(self.root / f"rollout{attempt}"),
                          "--dashboard-agent-listen-port", str(_free_port()),
                          "--num-cpus", "1", "--resources", json.dumps({"rollout": 1}),
                          "--object-store-memory", str(200 * 1024**2)])
+        self._wait_for_dashboard()
+
+    def _wait_for_dashboard(self, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.dashboard}/api/version", timeout=5)
+                return
+            except urllib.error.HTTPError:
+                return  # it answers (401 without the token): up
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"dashboard at {self.dashboard} not up: {exc}") from exc
+                time.sleep(0.5)
 
     def ray(self, *args: str, timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([str(RAY), *args], env=self.env, cwd=cwd or self.root, timeout=timeout,
@@ -204,6 +219,10 @@ class LocalCluster:
                 return nodes
             time.sleep(1)
 
+    def job_logs(self, submission_id: str) -> str:
+        out = self.ray("job", "logs", "--address", self.dashboard, submission_id)
+        return (out.stdout + out.stderr)[-6000:]
+
     def stop(self) -> set[int]:
         return _stop_processes(self.session_ids, str(self.root))
 
@@ -216,15 +235,22 @@ def cluster():
     root = Path(tempfile.mkdtemp(prefix="rt-cluster-", dir="/tmp"))
     local = LocalCluster(root)
     try:
-        local.start()
+        for attempt in (1, 2):  # a port picked as free can be taken by then: retry once
+            try:
+                local.start(attempt)
+                break
+            except RuntimeError:
+                local.stop()
+                if attempt == 2:
+                    raise
         yield local
     finally:
         local.stop()
         left = _our_processes(local.session_ids, str(root))
         assert not left, f"Ray processes left running: {sorted(left)}"
-        # keep the logs of a failed run for a look; remove them otherwise
+        # RAYTRADE_KEEP_CLUSTER_TMP=1 keeps the nodes' logs for a look
         if os.environ.get("RAYTRADE_KEEP_CLUSTER_TMP") != "1":
-            subprocess.run(["rm", "-rf", str(root)], check=False)
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def test_job_submit_trains_with_env_runners_on_the_rollout_node(cluster: LocalCluster):
@@ -239,22 +265,25 @@ def test_job_submit_trains_with_env_runners_on_the_rollout_node(cluster: LocalCl
     assert len(rollout) == 1 and not rollout[0]["is_head_node"], nodes
     rollout_node_id = rollout[0]["node_id"]
 
+    # the command the README shows, run from the repository root
     out_dir = cluster.root / "out"
     submission_id = f"raytrade-smoke-{secrets.token_hex(4)}"
     t0 = time.monotonic()
-    job = cluster.ray(
-        "job", "submit", "--address", cluster.dashboard, "--submission-id", submission_id,
-        "--working-dir", ".", "--runtime-env-json", json.dumps({"excludes": EXCLUDES}), "--log-color", "false",
-        "--", "raytrade", "train", CONFIG,
-        "--set", f"tracking.runs_dir={out_dir / 'runs'}",
-        "--set", f"tracking.mlflow_uri=sqlite:///{out_dir / 'mlruns.db'}",
-        timeout=JOB_TIMEOUT_S, cwd=REPO)
-    job_s = time.monotonic() - t0
-    logs = f"{job.stdout[-6000:]}\n{job.stderr[-6000:]}"
+    try:
+        job = cluster.ray(
+            "job", "submit", "--address", cluster.dashboard, "--submission-id", submission_id,
+            "--working-dir", ".", "--runtime-env-json", json.dumps({"excludes": EXCLUDES}),
+            "--log-color", "false", "--", "raytrade", "train", CONFIG,
+            "--set", f"tracking.runs_dir={out_dir / 'runs'}",
+            "--set", f"tracking.mlflow_uri=sqlite:///{out_dir / 'mlruns.db'}",
+            timeout=JOB_TIMEOUT_S, cwd=REPO)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"job not done in {JOB_TIMEOUT_S} s; its log:\n{cluster.job_logs(submission_id)}")
+    print(f"job took {time.monotonic() - t0:.1f} s")
     [info] = cluster.list_json("jobs", f"submission_id={submission_id}")
-    assert info["status"] == "SUCCEEDED", f"job {info['status']}: {info.get('message')}\n{logs}"
-    assert job.returncode == 0, logs
-    print(f"job took {job_s:.1f} s")
+    assert info["status"] == "SUCCEEDED", (
+        f"job {info['status']}: {info.get('message')}\n{job.stdout[-6000:]}\n{job.stderr[-3000:]}")
+    assert job.returncode == 0
 
     # the env runner(s) of this job ran on the rollout node, and asked for the rollout resource
     runners = cluster.list_json("actors", "class_name=SingleAgentEnvRunner", f"job_id={info['job_id']}",

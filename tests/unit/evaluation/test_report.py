@@ -109,8 +109,14 @@ def _dom(text: str) -> _Dom:
     return dom
 
 
-def test_sections_images_and_tables(tmp_path):
-    path, text = render(tmp_path)
+@pytest.fixture(scope="module")
+def default_report(tmp_path_factory) -> tuple[Path, str]:
+    """One report with the defaults, shared by the structural tests (a render takes ~1 s)."""
+    return render(tmp_path_factory.mktemp("report"), name="sub/dir/report.html")
+
+
+def test_sections_images_and_tables(default_report):
+    _, text = default_report
     dom = _dom(text)
     assert "header" in dom.ids and dom.sections == list(SECTIONS[1:])
     assert len(dom.ids) == len(set(dom.ids)), "ids are unique"
@@ -142,17 +148,18 @@ def test_sections_images_and_tables(tmp_path):
     assert "short" in text and "mean probability" in text
 
 
-def test_self_contained_and_escaped(tmp_path):
-    _, text = render(tmp_path)
+def test_self_contained_and_escaped(default_report):
+    _, text = default_report
     without_data = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
     assert not re.search(r"https?:|//[a-z0-9.-]+\.[a-z]{2,}|<script|<link|@import|url\(", without_data, re.I)
     assert "<title>Backtest &lt;smoke&gt; &amp; co</title>" in text
     assert "abc123" in text and "ckpt/7" in text and "greedy" in text
 
 
-def test_atomic_write_and_default_chart_symbols(tmp_path):
-    path, text = render(tmp_path, name="sub/dir/report.html")
-    assert path.exists() and [p.name for p in path.parent.iterdir()] == ["report.html"]
+def test_atomic_write_and_default_chart_symbols(default_report):
+    path, text = default_report
+    assert [p.name for p in path.parent.iterdir()] == ["report.html"]  # no temp file left
+    assert path.stat().st_mode & 0o444 == 0o444
     data = synthetic_backtest()
     s = data["summary"]
     ret = s[(s.strategy == "agent") & (s.metric == "total_return") & s.symbol.str.startswith("SYM")]
