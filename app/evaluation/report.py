@@ -93,12 +93,15 @@ def render_report(path: Path, *, title: str, records: pd.DataFrame, summary: pd.
     charts = _chart_symbols(summary, paths, symbols, chart_symbols)
     samples = int(records["sample"].nunique())
     curves = _portfolio_curves(paths)
+    who = "the agent, buy and hold" + (" and the index" if "index" in curves else "")
     figures = {
         "equity": _img("fig-equity", plots.equity_png(curves),
-                       "Equity curves normalized to 1: agent portfolio, buy and hold, index"),
+                       f"Equity curves normalized to 1: {who}, each one account split equally across "
+                       "the symbols at the start"
+                       + (f" (the agent's {samples} samples per symbol averaged)" if samples > 1 else "")),
         "drawdowns": _img("fig-drawdowns", plots.drawdown_png({k: pd.Series(drawdown(v.to_numpy()), v.index)
                                                                for k, v in curves.items()}),
-                          "Drawdowns below the running peak: agent, buy and hold, index"),
+                          f"Drawdowns below the running peak: {who}"),
         "returns": _img("fig-returns", plots.returns_png(_bar_returns(paths)),
                         "Distribution of per-bar returns: agent vs buy and hold"),
     }
@@ -114,9 +117,12 @@ def render_report(path: Path, *, title: str, records: pd.DataFrame, summary: pd.
     body = [
         _header(title, head),
         _section("headline", "Headline: agent vs buy &amp; hold vs index",
-                 _caption(f"PORTFOLIO: one account split equally across the symbols at the start "
-                          f"(stationary bootstrap of its per-bar returns). ALL: mean over symbols "
-                          f"(bootstrap across symbols). Brackets: {ci_level:.0%} confidence interval.")
+                 _caption(("PORTFOLIO: one account split equally across the symbols at the start "
+                           "(stationary bootstrap of its per-bar returns). "
+                           if (summary["symbol"] == "PORTFOLIO").any() else
+                           "No PORTFOLIO rows: the symbols cover different numbers of bars. ")
+                          + f"ALL: mean over symbols (bootstrap across symbols). Brackets: "
+                          f"{ci_level:.0%} confidence interval.")
                  + _headline_table(summary)),
         _section("equity", "Equity curves", figures["equity"]),
         _section("drawdowns", "Drawdowns", figures["drawdowns"]),
@@ -354,8 +360,7 @@ def _header(title: str, meta: Mapping[str, str]) -> str:
 
 _CSS = """
 :root{--fg:#1d232b;--muted:#5d6773;--line:#dfe3e8;--agent:#1f5fa8;--bg:#fff}
-*{box-sizing:border-box}
-body{margin:0;background:#f4f6f8;color:var(--fg);font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
+*{box-sizing:border-box} body{margin:0;background:#f4f6f8;color:var(--fg);font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
 main{max-width:1120px;margin:0 auto;padding:16px 20px 48px}
 header,section{background:var(--bg);border:1px solid var(--line);border-radius:8px;padding:14px 18px;margin:14px 0}
 h1{margin:0 0 8px;font-size:22px}h2{margin:0 0 8px;font-size:17px}
@@ -368,11 +373,9 @@ figcaption,.note{color:var(--muted);font-size:12.5px;margin:4px 0 8px}
 table{border-collapse:collapse;font-size:12.5px;margin:6px 0}
 th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap;vertical-align:top}
 thead th{background:#eef1f4;position:sticky;top:0}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.agent td,tr.agent th{font-weight:600}
-tr.agent{background:#f3f7fc}
+td.num{text-align:right;font-variant-numeric:tabular-nums} tr.agent td,tr.agent th{font-weight:600}
+tr.agent{background:#f3f7fc} tbody tr{background:#fff}
 tbody th[scope=row]{position:sticky;left:0;background:inherit}
-tbody tr{background:#fff}
 .ci{display:block;color:var(--muted);font-weight:400;font-size:11px}
 #metrics-table tbody tr[data-strategy="agent"]{border-top:2px solid var(--line)}
 @media print{body{background:#fff}header,section{break-inside:avoid;border:0}}

@@ -72,3 +72,27 @@ def test_synthetic_experiments_need_no_data():
     exp = parse_experiment({"name": "s", "env": {"id": "raytrade/SyntheticMeanReversion-v0", "config": {"market_seed": 2}}})
     run = resolve_run_data(exp)
     assert run.splits == {} and run.validation_env_config["market_seed"] == 3  # another path
+
+
+def test_training_code_paths_never_read_test_symbols_from_the_store(store_and_meta, monkeypatch):
+    """Instrument the store: building splits and the train/validation envs reads no test bars."""
+    store, meta_path = store_and_meta
+    reads: list[str] = []
+    real_read, real_load = ParquetStore.read, ParquetStore.load_arrays
+
+    def read(self, key, symbols=None, *args, **kwargs):
+        reads.extend(symbols if symbols is not None else self.symbols(key))
+        return real_read(self, key, symbols, *args, **kwargs)
+
+    def load_arrays(self, key, symbols=None):
+        reads.extend(symbols if symbols is not None else self.symbols(key))
+        return real_load(self, key, symbols)
+
+    monkeypatch.setattr(ParquetStore, "read", read)
+    monkeypatch.setattr(ParquetStore, "load_arrays", load_arrays)
+    load_env_data.cache_clear()
+    run = resolve_run_data(experiment(store, meta_path))
+    for cfg in (run.train_env_config, run.validation_env_config):
+        create_env("raytrade/StockSwing-v0", cfg | {"num_envs": 2}).close()
+    test_symbols = set(run.splits["by_symbol"].symbols["test"])
+    assert reads and not test_symbols & set(reads)
