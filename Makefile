@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 # Debian chromium renders the backtest report in tests/integration/test_report_chromium.py.
 # Idempotent; never fatal: without apt-get (or root, or the network) that test skips.
 chromium:  ## install Debian chromium (headless browser for the report test) if missing
-	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 \
+	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null 2>&1 \
 	  && echo "installing Debian chromium (apt-get) for the report's browser test" \
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "make chromium: could not install chromium (no apt-get, not root, or offline): the report's browser test will skip"

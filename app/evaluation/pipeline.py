@@ -134,4 +134,4 @@ def _render(report: BacktestReport, run: RunDir, exp: Any, part: str, market: An
             "period": f"{report.records['timestamp'].min():%Y-%m-%d} -> {report.records['timestamp'].max():%Y-%m-%d}"}
     render_report(report.out_dir / "report.html", title=f"raytrade backtest: {run.name} on {part}",
                   records=report.records, summary=report.summary, close_usd=close_usd, index_close=index_close,
-                  meta=meta, greedy=greedy)
+                  meta=meta, greedy=greedy, initial_equity_usd=float(exp.env.config.get("initial_cash_usd", 10_000.0)))

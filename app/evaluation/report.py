@@ -151,8 +151,9 @@ def _series(ts: Any, values: Any) -> pd.Series:
 
 
 def _at(series: pd.Series, ts: pd.DatetimeIndex) -> np.ndarray:
-    """Values of ``series`` at ``ts``, carrying the last known value forward."""
-    return series.reindex(series.index.union(ts)).ffill().reindex(ts).to_numpy()
+    """Values of ``series`` at ``ts``: the last known value (the first one before it starts, so
+    an index that begins after a symbol is flat-lined, as in the summary)."""
+    return series.reindex(series.index.union(ts)).ffill().bfill().reindex(ts).to_numpy()
 
 
 def _paths(records: pd.DataFrame, close_usd: Mapping[str, TimeSeries], index_close: TimeSeries | None,
@@ -254,17 +255,17 @@ def _day(ts: Any) -> str:
 
 
 def _fmt(metric: str, v: float) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if math.isnan(v):
         return "–"
     if math.isinf(v):
         return "∞" if v > 0 else "−∞"
-    if abs(v) < 5e-5:
-        v = 0.0  # no "-0.00"
     if metric in _PERCENT or metric.startswith("action_freq_"):
-        return f"{100 * v:.1f}%"
-    if metric in _COUNTS:
-        return f"{v:,.0f}" if abs(v) >= 100 or v == int(v) else f"{v:.1f}"
-    return f"{v:.2f}"
+        out = f"{100 * v:.1f}%"
+    elif metric in _COUNTS:
+        out = f"{v:,.0f}" if abs(v) >= 100 or v == int(v) else f"{v:.1f}"
+    else:
+        out = f"{v:.2f}"
+    return out[1:] if out.startswith("-") and not any(c in out for c in "123456789") else out  # no "-0.00"
 
 
 def _cell(metric: str, row: tuple[float, float, float, int] | None) -> str:

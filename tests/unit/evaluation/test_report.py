@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from app.evaluation.backtest import BacktestResult
 from app.evaluation.report import SECTIONS, _paths, render_report
 from app.evaluation.summary import position_weights, summary_table
 
@@ -66,9 +67,33 @@ def synthetic_backtest(n_symbols: int = 4, n_bars: int = 160, samples: int = 1, 
             "index_close": (ts.asi8, index), "equity": equity}
 
 
+def through_backtest_result(records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` as the backtest hands them over: ``BacktestResult.to_table().to_pandas()``
+    (arrow types, env order sample-major, ``prob_<a>`` columns, a live mask for ragged ends)."""
+    symbols, samples = sorted(records["symbol"].unique()), int(records["sample"].nunique())
+    envs = [(s, k) for k in range(samples) for s in symbols]
+    steps = int(records["step"].max()) + 1
+    names = ("observation_id", "action", "value", "reward", "equity_usd", "position_qty",
+             "fill_price_usd", "fee_usd", "funding_usd")
+    cols = {c: np.zeros((steps, len(envs))) for c in names}
+    cols |= {"live": np.zeros((steps, len(envs)), bool), "ts_ns": np.zeros((steps, len(envs)), np.int64),
+             "prob": np.zeros((steps, len(envs), 3), np.float32)}
+    for j, (sym, k) in enumerate(envs):
+        g = records[(records["symbol"] == sym) & (records["sample"] == k)].sort_values("step")
+        n = len(g)
+        cols["live"][:n, j] = True
+        cols["ts_ns"][:n, j] = pd.DatetimeIndex(g["timestamp"]).as_unit("ns").asi8
+        for c in names:
+            cols[c][:n, j] = g[c].to_numpy()
+        cols["prob"][:n, j] = g[[f"prob_{a}" for a in range(3)]].to_numpy()
+    cols["action"] = cols["action"].astype(np.int64)
+    return BacktestResult(symbols, samples, False, cols, 1.0).to_table().to_pandas()
+
+
 def render(tmp_path: Path, name: str = "report.html", **kw) -> tuple[Path, str]:
     data = synthetic_backtest(**{k: kw.pop(k) for k in ("n_symbols", "n_bars", "samples", "ragged") if k in kw})
-    path = render_report(tmp_path / name, title="Backtest <smoke> & co", records=data["records"],
+    records = kw.pop("transform", lambda r: r)(data["records"])
+    path = render_report(tmp_path / name, title="Backtest <smoke> & co", records=records,
                          summary=data["summary"], close_usd=data["close_usd"],
                          index_close=kw.pop("index_close", data["index_close"]),
                          meta={"run": "abc123", "checkpoint": "ckpt/7", "split": "test", "seed": "0"},
@@ -170,16 +195,23 @@ def test_atomic_write_and_default_chart_symbols(default_report):
 
 def test_options_stochastic_ragged_no_index(tmp_path):
     _, text = render(tmp_path, samples=3, ragged=True, greedy=False, index_close=None,
-                     chart_symbols=["SYM2"], action_names=["cash", "buy", "sell"])
+                     chart_symbols=["SYM2"], action_names=["cash", "buy", "sell"],
+                     transform=through_backtest_result)
     dom = _dom(text)
     assert [i["data-symbol"] for i in dom.imgs if i["id"].startswith("fig-price-")] == ["SYM2"]
     assert "stochastic, 3 sample(s)" in text and ">sell<" in text
+    assert "No PORTFOLIO rows" in text and "the index" not in text
     with pytest.raises(ValueError, match="chart_symbols"):
         render(tmp_path, chart_symbols=["NOPE"])
 
 
-def test_initial_equity_is_inferred_from_the_first_record():
+@pytest.mark.parametrize("as_index", [False, True])
+def test_initial_equity_is_inferred_from_the_first_record(as_index):
     data = synthetic_backtest(n_symbols=2, n_bars=30)
-    for p in _paths(data["records"], data["close_usd"], data["index_close"], None):
+    closes = data["close_usd"]
+    if as_index:  # timestamps as a tz-naive DatetimeIndex instead of int ns
+        closes = {s: (pd.DatetimeIndex(ts), c) for s, (ts, c) in closes.items()}
+    for p in _paths(through_backtest_result(data["records"]), closes, data["index_close"], None):
         np.testing.assert_allclose(p.equity.to_numpy(), data["equity"][p.symbol], rtol=1e-12)
         assert p.close.index[0] < p.equity.index[1]  # the start point is the bar before
+        assert p.close.iloc[0] == closes[p.symbol][1][0]
