@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from app.evaluation.policy import BatchedPolicy
+from app.evaluation.policy import BatchedPolicy, ObsTransform
 from app.training.env_factory import create_env
 
 
@@ -78,11 +78,12 @@ class BacktestResult:
 
 def backtest(module: Any, env_id: str, env_config: dict[str, Any], *, symbols: list[str] | None = None,
              greedy: bool = True, samples: int = 1, seed: int = 0, with_values: bool = True,
-             max_steps: int = 1_000_000) -> BacktestResult:
+             max_steps: int = 1_000_000, obs_transform: ObsTransform | None = None) -> BacktestResult:
     """Run ``module`` over every symbol of ``env_config``'s market (or ``symbols``).
 
     ``with_values`` records the value estimate (one extra head, and the train-path forward
-    pass that exposes the embeddings it reads)."""
+    pass that exposes the embeddings it reads). ``obs_transform`` is handed to
+    :class:`~app.evaluation.policy.BatchedPolicy` (studies that alter what the policy sees)."""
     if samples < 1 or (greedy and samples != 1):
         raise ValueError(f"samples: a greedy backtest takes 1 sample, a stochastic one >= 1; got {samples}")
     probe = create_env(env_id, env_config | {"num_envs": 1, "precompute_max_mb": 0.0})  # cheap: no tables
@@ -94,7 +95,8 @@ def backtest(module: Any, env_id: str, env_config: dict[str, Any], *, symbols: l
     n_envs = len(symbols) * samples
     cfg = env_config | {"num_envs": n_envs, "episode_bars": None, "random_start": False, "vector_info": True}
     env = create_env(env_id, cfg)
-    policy = BatchedPolicy(module, env.single_action_space, n_envs, greedy=greedy, seed=seed, with_values=with_values)
+    policy = BatchedPolicy(module, env.single_action_space, n_envs, greedy=greedy, seed=seed, with_values=with_values,
+                          obs_transform=obs_transform)
     t0 = time.perf_counter()
     columns = _run(env, policy, symbols * samples, seed, max_steps)
     seconds = time.perf_counter() - t0

@@ -6,6 +6,7 @@ identically everywhere: same observation dict in, same distribution, same greedy
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +22,19 @@ class PolicyStep:
     values: np.ndarray | None = None
 
 
+ObsTransform = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
 class BatchedPolicy:
-    """Wraps an RLModule: ``act(obs_batch)`` -> actions for B envs, carrying recurrent state."""
+    """Wraps an RLModule: ``act(obs_batch)`` -> actions for B envs, carrying recurrent state.
+
+    ``obs_transform`` (optional, studies only) maps each batched observation dict to the one the
+    module sees, e.g. :class:`app.evaluation.studies_policy.HistoryMask`; it must not modify its
+    input in place. None (the default) feeds the env's observations unchanged.
+    """
 
     def __init__(self, module: Any, action_space: gym.Space, num_envs: int, *, greedy: bool = True,
-                 seed: int = 0, with_values: bool = False) -> None:
+                 seed: int = 0, with_values: bool = False, obs_transform: ObsTransform | None = None) -> None:
         import torch
 
         from app.models import action_dist_cls
@@ -35,6 +44,7 @@ class BatchedPolicy:
         self.num_envs = num_envs
         self.greedy = greedy
         self.with_values = with_values and hasattr(module, "vf_head")  # inference-only copies have none
+        self.obs_transform = obs_transform
         self._torch = torch
         self._dist_cls = action_dist_cls(action_space)
         self._generator = torch.Generator().manual_seed(seed)
@@ -53,6 +63,8 @@ class BatchedPolicy:
 
     def act(self, obs: dict[str, np.ndarray]) -> PolicyStep:
         torch = self._torch
+        if self.obs_transform is not None:
+            obs = self.obs_transform(obs)
         batch: dict[str, Any] = {"obs": {k: torch.as_tensor(v) for k, v in obs.items()}}
         if self.stateful:
             batch["state_in"] = self.state

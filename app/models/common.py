@@ -54,6 +54,16 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         self.pi_head = PolicyHead(embed_dim, self.action_space, self.cfg)
         self.vf_head = ValueHead(embed_dim, self.cfg)
 
+    def train(self, mode: bool = True) -> TradingRLModule:
+        """RLlib switches modes around *every* forward call; ``nn.Module.train`` walks every
+        submodule each time. Skip the walk when the mode is already set (submodule modes only
+        change through this method)."""
+        if getattr(self, "_mode_synced", None) is mode:
+            return self
+        super().train(mode)
+        self._mode_synced = mode
+        return self
+
     def _build_core(self, in_dim: int) -> int:
         """Build layers between encoder and heads; return the embedding width."""
         return in_dim

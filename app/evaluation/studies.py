@@ -1,0 +1,348 @@
+"""Evaluation studies of a trained run: one question each, one command each
+(``raytrade evaluate STUDY RUN``).
+
+============================ ======================================================================
+study                        question (module)
+============================ ======================================================================
+``unseen_symbols``           do symbols never seen in training trade as well as the seen ones, in
+                             the same (test) window? does fine-tuning on a new symbol help?
+                             (:mod:`app.evaluation.studies_symbols`)
+``future_distance``          how does performance decay with months after the end of training?
+                             (:mod:`app.evaluation.studies_time`)
+``history_length``           how much of the observation window does the policy use? (masking)
+                             (:mod:`app.evaluation.studies_policy`)
+``greedy_vs_stochastic``     argmax policy vs sampling from it (:mod:`app.evaluation.studies_policy`)
+``lookahead``                does any decision change when the data after it is removed?
+                             (:mod:`app.evaluation.studies_lookahead`)
+============================ ======================================================================
+
+Every study has a *core* function that takes a module, an env id and env configs (no run
+directory, no Ray: the unit tests call these on a tiny synthetic market) and a ``run_*`` wrapper
+that loads the run's policy and splits, calls the core, and writes
+``<run>/studies/<study>/result.parquet`` (the table it returns), ``notes.json`` (headline
+numbers) and, where a picture helps, ``plot.png``.
+
+This module holds what the studies share: loading a run (:func:`load_context`), the per-symbol
+metrics of a backtest (:func:`symbol_metrics`), cross-symbol means with bootstrap intervals
+(:func:`group_table`, :func:`diff_rows`) and writing results (:func:`write_result`).
+
+Conventions. A backtest here is always the batched engine of :mod:`app.evaluation.backtest`
+(each symbol from its first bar with a full window to the end of the range). Per symbol (and
+sample) the metrics are those of :func:`app.evaluation.trade_stats.backtest_metrics`;
+``bh_*`` are buy-and-hold of the same symbol over the same bars (no costs) and
+``excess_return = total_return - bh_total_return``. Stochastic samples are *pooled*: each
+symbol's metric is first averaged over its samples, then the cross-symbol mean gets a percentile
+bootstrap interval resampling symbols (symbols are the independent units; the spread across
+samples is reported separately as ``sample_std``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from app.evaluation import stats
+from app.evaluation.summary import position_weights
+from app.evaluation.trade_stats import backtest_metrics, buy_and_hold_metrics
+from app.training.env_factory import create_env
+from envs.core.market import CLOSE, MarketArrays
+
+STUDIES = ("unseen_symbols", "future_distance", "history_length", "greedy_vs_stochastic", "lookahead")
+#: per-symbol metrics every study reports (agent unless prefixed ``bh_``)
+METRICS = ("total_return", "annualized_return", "sharpe", "max_drawdown", "trades", "exposure",
+           "bh_total_return", "bh_sharpe", "excess_return")
+GROUP_COLUMNS = ["group", "metric", "value", "ci_low", "ci_high", "n", "sample_std"]
+
+
+class StudyError(ValueError):
+    """A study that does not apply to this run (e.g. no time split), with the reason."""
+
+
+# --- a run, loaded once -------------------------------------------------------------------------
+
+@dataclass
+class StudyContext:
+    """What every ``run_*`` wrapper needs from a run directory."""
+
+    run: Any                      # RunDir
+    exp: Any                      # Experiment
+    splits: dict[str, Any]        # kind -> Split
+    module: Any                   # the RLModule (eval mode)
+    which: str                    # checkpoint: final | best | latest
+    periods_per_year: float
+
+    @property
+    def env_id(self) -> str:
+        return str(self.exp.env.id)
+
+    def env_config(self, part: str) -> dict[str, Any]:
+        """The env config that trades ``part`` (train | validation | test) of the run's data."""
+        from app.training.data import env_config_for
+
+        config = env_config_for(self.exp, self.splits, part)
+        if config is None:
+            raise StudyError(f"{self.run.name}: the {part!r} split has no symbols")
+        return config
+
+    def symbols(self, part: str) -> list[str]:
+        """The symbols of ``part`` in the by-symbol split (StudyError without one)."""
+        if "by_symbol" not in self.splits:
+            raise StudyError(f"{self.run.name}: no by-symbol split (data.by_symbol), so no symbol was held out "
+                             "of training" + (" (a synthetic market)" if self.exp.data is None else ""))
+        return list(self.splits["by_symbol"].symbols.get(part, ()))
+
+    def out_dir(self, study: str) -> Path:
+        return self.run.path / "studies" / study
+
+
+def load_context(run: Any, which: str = "final") -> StudyContext:
+    """Load ``run``'s saved experiment, splits and ``which`` policy (no cluster needed)."""
+    import torch
+
+    from app.evaluation.pipeline import load_policy, load_splits
+    from app.training.data import periods_per_year
+    from app.training.run import resume_experiment
+
+    torch.set_num_threads(1)
+    exp = resume_experiment(run)
+    return StudyContext(run, exp, load_splits(run), load_policy(run, which), which, periods_per_year(exp))
+
+
+def with_symbols(env_config: Mapping[str, Any], symbols: Sequence[str]) -> dict[str, Any]:
+    """``env_config`` trading ``symbols`` instead: the data spec's symbols for store-backed
+    configs, the env's ``symbols`` universe for configs that carry arrays or a synthetic market."""
+    config = dict(env_config)
+    if "data" in config:
+        config["data"] = dict(config["data"]) | {"symbols": list(symbols)}
+    else:
+        config["symbols"] = tuple(symbols)
+    return config
+
+
+# --- markets and per-symbol metrics -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MarketView:
+    """The arrays an env config trades (loaded once, as the env loads them)."""
+
+    market: MarketArrays
+    index: MarketArrays | None
+    initial_cash_usd: float
+    spec: Any                      # the env's ObservationSpec
+    universe: tuple[str, ...]      # symbols with enough bars for a backtest in the range
+
+
+def market_view(env_id: str, env_config: Mapping[str, Any]) -> MarketView:
+    env = create_env(env_id, dict(env_config) | {"num_envs": 1, "precompute_max_mb": 0.0})
+    engine = env.engine
+    view = MarketView(engine.market, engine.index, float(engine.config.initial_cash_usd), engine.spec,
+                      tuple(engine.universe))
+    env.close()
+    return view
+
+
+@dataclass(frozen=True)
+class SymbolSeries:
+    """One symbol's (one sample's) backtest as aligned arrays: ``n`` decisions, ``n + 1`` points.
+
+    ``ts_ns[i]`` is the bar decision ``i`` was filled in (point ``i + 1``); ``equity_usd`` and
+    ``close_usd`` start at the first decision bar's close (point 0)."""
+
+    symbol: str
+    sample: int
+    ts_ns: np.ndarray
+    equity_usd: np.ndarray
+    close_usd: np.ndarray
+    position: np.ndarray           # weights, see app.evaluation.summary.position_weights
+    actions: np.ndarray
+    steps: np.ndarray
+
+    @property
+    def agent_returns(self) -> np.ndarray:
+        return self.equity_usd[1:] / self.equity_usd[:-1] - 1.0
+
+    @property
+    def bh_returns(self) -> np.ndarray:
+        return self.close_usd[1:] / self.close_usd[:-1] - 1.0
+
+
+def records_frame(result: Any) -> pd.DataFrame:
+    """A :class:`~app.evaluation.backtest.BacktestResult`'s records as pandas."""
+    return result.to_table().to_pandas()
+
+
+def iter_series(records: pd.DataFrame, view: MarketView) -> Iterator[SymbolSeries]:
+    """Per ``(symbol, sample)`` of the records, in order of appearance."""
+    for (symbol, sample), rows in records.groupby(["symbol", "sample"], sort=False):
+        obs_rows = rows["observation_id"].to_numpy()
+        bar_rows = np.r_[obs_rows[0], obs_rows + 1]  # the first decision bar, then each filled bar
+        equity = np.r_[view.initial_cash_usd, rows["equity_usd"].to_numpy()]
+        close = view.market.ohlcv[bar_rows, CLOSE]
+        ts = rows["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+        yield SymbolSeries(str(symbol), int(sample), ts, equity, close,
+                           position_weights(rows["position_qty"].to_numpy(), close, equity),
+                           rows["action"].to_numpy(), rows["step"].to_numpy())
+
+
+def series_metrics(s: SymbolSeries, periods_per_year: float) -> dict[str, float]:
+    """:data:`METRICS` of one series (``nan`` where undefined, e.g. Sharpe of < 2 bars)."""
+    agent = backtest_metrics(s.equity_usd, s.position, periods_per_year)
+    bh = buy_and_hold_metrics(s.close_usd, periods_per_year)
+    out = {k: float(agent[k]) for k in METRICS if k in agent}
+    out |= {"bh_total_return": float(bh["total_return"]), "bh_sharpe": float(bh["sharpe"])}
+    out["excess_return"] = out["total_return"] - out["bh_total_return"]
+    return out
+
+
+def symbol_metrics(records: pd.DataFrame, view: MarketView, periods_per_year: float) -> pd.DataFrame:
+    """One row per ``(symbol, sample)``: ``bars`` and :data:`METRICS`."""
+    rows = [{"symbol": s.symbol, "sample": s.sample, "bars": len(s.actions), **series_metrics(s, periods_per_year)}
+            for s in iter_series(records, view)]
+    return pd.DataFrame(rows)
+
+
+# --- cross-symbol means with intervals -----------------------------------------------------------
+
+def per_symbol_means(per_symbol: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """Average each metric over a symbol's samples (index: symbol; non-finite values ignored)."""
+    finite = per_symbol[["symbol", *metrics]].replace([np.inf, -np.inf], np.nan)
+    return finite.groupby("symbol", sort=False)[list(metrics)].mean()
+
+
+def mean_ci(values: np.ndarray, rng: stats.RngLike, n_boot: int = 1000,
+            level: float = 0.95) -> stats.ConfidenceInterval:
+    """Mean of the finite ``values`` with a percentile bootstrap interval (plain bootstrap)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return stats.ConfidenceInterval(math.nan, math.nan, math.nan, level, 0)
+    idx = stats.iid_bootstrap_indices(v.size, n_boot, rng)
+    return stats.percentile_ci(float(v.mean()), v[idx].mean(axis=1), level)
+
+
+def diff_ci(a: np.ndarray, b: np.ndarray, rng: stats.RngLike, *, paired: bool, n_boot: int = 1000,
+            level: float = 0.95) -> stats.ConfidenceInterval:
+    """``mean(a) - mean(b)`` with a percentile bootstrap interval: ``paired`` resamples the
+    shared units (the same symbols under two treatments) together, else each group on its own."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    gen = np.random.default_rng(rng)
+    if paired:
+        keep = np.isfinite(a) & np.isfinite(b)
+        a, b = a[keep], b[keep]
+        if a.size == 0:
+            return stats.ConfidenceInterval(math.nan, math.nan, math.nan, level, 0)
+        idx = stats.iid_bootstrap_indices(a.size, n_boot, gen)
+        return stats.percentile_ci(float(np.mean(a - b)), (a - b)[idx].mean(axis=1), level)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size == 0 or b.size == 0:
+        return stats.ConfidenceInterval(math.nan, math.nan, math.nan, level, 0)
+    ia = stats.iid_bootstrap_indices(a.size, n_boot, gen)
+    ib = stats.iid_bootstrap_indices(b.size, n_boot, gen)
+    return stats.percentile_ci(float(a.mean() - b.mean()), a[ia].mean(axis=1) - b[ib].mean(axis=1), level)
+
+
+def group_table(per_symbol: pd.DataFrame, by: str, rng: stats.RngLike, *, metrics: Sequence[str] = METRICS,
+                n_boot: int = 1000, level: float = 0.95) -> pd.DataFrame:
+    """Long table (:data:`GROUP_COLUMNS`): per value of column ``by`` and metric, the mean over
+    symbols (samples pooled, see the module docstring), its bootstrap interval, the number of
+    symbols and the std over samples of the cross-symbol mean (``nan`` with one sample)."""
+    gen = np.random.default_rng(rng)
+    rows = []
+    for group, part in per_symbol.groupby(by, sort=False):
+        means = per_symbol_means(part, metrics)
+        by_sample = part.replace([np.inf, -np.inf], np.nan).groupby("sample")[list(metrics)].mean()
+        for metric in metrics:
+            ci = mean_ci(means[metric].to_numpy(), gen, n_boot, level)
+            spread = float(by_sample[metric].std(ddof=1)) if len(by_sample) > 1 else math.nan
+            rows.append((str(group), metric, ci.point, ci.low, ci.high, int(np.isfinite(means[metric]).sum()), spread))
+    return pd.DataFrame(rows, columns=GROUP_COLUMNS)
+
+
+def diff_rows(per_symbol: pd.DataFrame, by: str, pairs: Sequence[tuple[Any, Any]], rng: stats.RngLike, *,
+              paired: bool, metrics: Sequence[str] = METRICS, n_boot: int = 1000,
+              level: float = 0.95) -> pd.DataFrame:
+    """Rows ``group = "<a> - <b>"`` (:data:`GROUP_COLUMNS`) for each ``(a, b)`` of ``pairs``:
+    difference of the cross-symbol means with a bootstrap interval (paired on shared symbols
+    when ``paired``)."""
+    gen = np.random.default_rng(rng)
+    rows = []
+    for a, b in pairs:
+        ma = per_symbol_means(per_symbol[per_symbol[by] == a], metrics)
+        mb = per_symbol_means(per_symbol[per_symbol[by] == b], metrics)
+        if paired:
+            common = ma.index.intersection(mb.index)
+            ma, mb = ma.loc[common], mb.loc[common]
+        for metric in metrics:
+            ci = diff_ci(ma[metric].to_numpy(), mb[metric].to_numpy(), gen, paired=paired, n_boot=n_boot,
+                         level=level)
+            rows.append((f"{a} - {b}", metric, ci.point, ci.low, ci.high, min(len(ma), len(mb)), math.nan))
+    return pd.DataFrame(rows, columns=GROUP_COLUMNS)
+
+
+# --- results --------------------------------------------------------------------------------------
+
+@dataclass
+class StudyResult:
+    """A study's table, where it was written, and its headline numbers."""
+
+    study: str
+    table: pd.DataFrame
+    out_dir: Path | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+
+
+def write_result(result: StudyResult, out_dir: Path, figure: Any = None,
+                 extra: Mapping[str, pd.DataFrame] | None = None) -> StudyResult:
+    """Write ``result.parquet``, ``notes.json``, ``plot.png`` (if ``figure``) and any ``extra``
+    tables (``<name>.parquet``) into ``out_dir``, each atomically; returns ``result`` updated."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = [_atomic(out_dir / "result.parquet", lambda p: result.table.to_parquet(p, index=False))]
+    for name, table in (extra or {}).items():
+        files.append(_atomic(out_dir / f"{name}.parquet", lambda p, t=table: t.to_parquet(p, index=False)))
+    notes = json.dumps(result.notes, indent=2, default=_jsonable, allow_nan=True)
+    files.append(_atomic(out_dir / "notes.json", lambda p: Path(p).write_text(notes)))
+    if figure is not None:
+        files.append(_atomic(out_dir / "plot.png", lambda p: figure.savefig(p, format="png", dpi=100)))
+    result.out_dir, result.files = out_dir, files
+    return result
+
+
+def _atomic(path: Path, write: Any) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (pd.Timestamp, Path)):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def new_figure(width_in: float = 8.0, height_in: float = 4.5) -> Any:
+    """An off-screen matplotlib figure (Agg canvas, no pyplot, no global backend switch)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
