@@ -58,7 +58,8 @@ class MlflowTracker:
             self._client = mlflow.MlflowClient(tracking_uri=uri)
             mlflow.set_tracking_uri(uri)
             exp = self._client.get_experiment_by_name(experiment)
-            exp_id = exp.experiment_id if exp else self._client.create_experiment(experiment)
+            exp_id = exp.experiment_id if exp else self._client.create_experiment(
+                experiment, artifact_location=artifact_location(uri, experiment))
             if run_id is None:
                 tags = {"mlflow.runName": run_name}
                 if parent_run_id:
@@ -115,6 +116,16 @@ class MlflowTracker:
 
     def end(self, status: str = "FINISHED") -> None:
         self._call("end", self._client.set_terminated, self.run_id, status)
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Artifacts next to a sqlite database (``<db dir>/mlartifacts/<experiment>``), as an absolute
+    URI: MLflow's default is ``./mlruns`` relative to wherever the experiment was first created,
+    which for a Ray job is a temporary copy of the working directory."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri.removeprefix("sqlite:///")).resolve()
+    return (db.parent / "mlartifacts" / experiment).as_uri()
 
 
 def _clean(key: str) -> str:

@@ -1,0 +1,296 @@
+"""Studies of the policy itself: ``history_length`` (how much of its observation window does it
+use?) and ``greedy_vs_stochastic`` (argmax vs sampling).
+
+``history_length`` -- a MASKING study, not retraining
+    The same trained policy trades the chosen part (test by default) once with its full window
+    and once per ``k`` in ``--windows`` with every observation window cut to its newest ``k``
+    entries by a :class:`HistoryMask`, applied inside
+    :class:`~app.evaluation.policy.BatchedPolicy` (``obs_transform``) so the env, fills and costs
+    are untouched. Older entries are replaced by values that carry no information
+    (``--fill neutral``, the default):
+
+    * ``*_hloc`` (log ratios to the latest close, :mod:`envs.core.observation`) -> 0, "the price
+      was the latest close"; ``funding_bps`` -> 0, "no funding settled";
+    * ``*_volume`` (volume over its window mean) -> 1, "average volume", and the kept entries are
+      renormalized by THEIR mean (``v / mean(v_kept)``), so the normalizer carries no trace of
+      the masked bars either (0 stays 0 for a window without volume).
+
+    ``--fill repeat`` instead pads the way the observation builder pads a series shorter than the
+    window: the oldest kept entry repeated (volume renormalized over the padded window), i.e. the
+    observation as if the series had started ``k`` bars ago. ``--scope all`` (default) cuts
+    every window (bars, index, weekly, monthly: ``k`` entries of their own unit); ``--scope bars``
+    only the bar-level windows (``{bar}_hloc``, ``{bar}_volume``, ``index_hloc``, ``funding_bps``)
+    and leaves the weekly / monthly ones whole. Position fields are never masked.
+
+    Reported per ``k``: the usual metrics (mean over symbols, bootstrap CI), the difference to the
+    full window (paired bootstrap over symbols), ``action_agreement`` (fraction of bars where the
+    masked policy picks the full-window policy's action, aligned by symbol and step) and
+    ``prob_tv_distance`` (mean total-variation distance of the action probabilities). If
+    performance and agreement stay flat down to ``k``, the policy uses about ``k`` bars.
+    Caveats: masked windows are out of the training distribution (a policy may react to the mask
+    itself, which is why both fills exist); a recurrent (GRU) policy keeps a memory of earlier
+    (masked) observations in its state, so it can still integrate history beyond ``k``. Retraining
+    with shorter windows is the other half of the question: ``raytrade tune`` over
+    ``env.config.window_bars`` does that.
+
+``greedy_vs_stochastic``
+    The same part traded by the greedy (argmax) policy and by ``--samples`` stochastic samples of
+    it (seeded). Samples are pooled (each symbol's metric averaged over its samples, then the CI
+    across symbols; ``sample_std`` = spread of the cross-symbol mean over samples);
+    ``stochastic - greedy`` has a paired bootstrap CI over symbols. ``mean_max_prob`` (mean
+    probability of the most likely action along each run's own path) says how deterministic the
+    policy is where it trades.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from app.evaluation.backtest import backtest
+from app.evaluation.studies import (
+    METRICS,
+    StudyError,
+    StudyResult,
+    diff_rows,
+    group_table,
+    load_context,
+    market_view,
+    new_figure,
+    records_frame,
+    symbol_metrics,
+    write_result,
+)
+from envs.core.observation import POSITION_KEYS
+
+FILLS = ("neutral", "repeat")
+SCOPES = ("all", "bars")
+AGREEMENT = ("action_agreement", "prob_tv_distance")
+
+
+@dataclass(frozen=True)
+class HistoryMask:
+    """``obs -> obs`` keeping the newest ``keep`` entries of each window field (module docstring).
+
+    ``price_keys`` hold log ratios or funding (neutral 0), ``volume_keys`` relative volumes
+    (neutral 1, kept entries renormalized). The window axis is the one before the feature axis
+    for ``[B, w, 4]`` and ``[B, A, w, F]`` fields, the last one for ``[B, w]`` fields. Returns a
+    new dict; the input arrays are never written."""
+
+    keep: int
+    price_keys: tuple[str, ...]
+    volume_keys: tuple[str, ...]
+    fill: str = "neutral"
+
+    def __post_init__(self) -> None:
+        if self.keep < 1:
+            raise StudyError(f"history mask: keep must be >= 1, got {self.keep}")
+        if self.fill not in FILLS:
+            raise StudyError(f"history mask: fill must be one of {FILLS}, got {self.fill!r}")
+
+    def __call__(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = dict(obs)
+        for key in self.price_keys:
+            if key in obs:
+                out[key] = self._prices(np.asarray(obs[key]), _window_axis(key, obs[key]))
+        for key in self.volume_keys:
+            if key in obs:
+                out[key] = self._volume(np.asarray(obs[key]), _window_axis(key, obs[key]))
+        return out
+
+    def _split(self, a: np.ndarray, axis: int) -> tuple[int, np.ndarray]:
+        w = a.shape[axis]
+        return w, np.take(a, np.arange(w - min(self.keep, w), w), axis=axis)
+
+    def _pad(self, kept: np.ndarray, n_old: int, axis: int, neutral: float | np.ndarray) -> np.ndarray:
+        if n_old == 0:
+            return kept
+        shape = list(kept.shape)
+        shape[axis] = n_old
+        if self.fill == "repeat":
+            old = np.broadcast_to(np.take(kept, [0], axis=axis), shape)
+        else:
+            old = np.broadcast_to(neutral, shape)
+        return np.concatenate([old, kept], axis=axis)
+
+    def _prices(self, a: np.ndarray, axis: int) -> np.ndarray:
+        w, kept = self._split(a, axis)
+        return self._pad(kept, w - kept.shape[axis], axis, np.float32(0.0)).astype(a.dtype, copy=False)
+
+    def _volume(self, a: np.ndarray, axis: int) -> np.ndarray:
+        w, kept = self._split(a.astype(np.float64), axis)
+        if self.fill == "repeat":
+            window = self._pad(kept, w - kept.shape[axis], axis, 0.0)
+            mean = window.mean(axis=axis, keepdims=True)
+            return np.divide(window, mean, out=np.zeros_like(window), where=mean > 0).astype(a.dtype)
+        mean = kept.mean(axis=axis, keepdims=True)
+        kept = np.divide(kept, mean, out=np.zeros_like(kept), where=mean > 0)
+        return self._pad(kept, w - kept.shape[axis], axis, (mean > 0).astype(np.float64)).astype(a.dtype)
+
+
+def _window_axis(key: str, value: np.ndarray) -> int:
+    ndim = np.ndim(value)
+    return ndim - 2 if key.endswith("_hloc") or ndim > 2 else ndim - 1
+
+
+def history_mask_for(spec: Any, keep: int, *, scope: str = "all", fill: str = "neutral") -> HistoryMask:
+    """The :class:`HistoryMask` for an env's :class:`~envs.core.observation.ObservationSpec`."""
+    if scope not in SCOPES:
+        raise StudyError(f"history mask: scope must be one of {SCOPES}, got {scope!r}")
+    keys = [k for k in spec.fields() if k not in POSITION_KEYS]
+    if scope == "bars":
+        bar_keys = {f"{spec.bar_name}_hloc", f"{spec.bar_name}_volume", "index_hloc", "funding_bps"}
+        keys = [k for k in keys if k in bar_keys]
+    prices = tuple(k for k in keys if k.endswith("_hloc") or k == "funding_bps")
+    volumes = tuple(k for k in keys if k.endswith("_volume"))
+    return HistoryMask(int(keep), prices, volumes, fill)
+
+
+def _agreement(records: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Per symbol: share of (symbol, step) where the action equals the reference's, and the mean
+    total-variation distance of the action probabilities (nan without discrete probabilities)."""
+    keys = ["symbol", "sample", "step"]
+    probs = [c for c in records.columns if c.startswith("prob_")]
+    merged = records[[*keys, "action", *probs]].merge(reference[[*keys, "action", *probs]], on=keys,
+                                                      suffixes=("", "_ref"))
+    merged["action_agreement"] = (merged["action"] == merged["action_ref"]).astype(np.float64)
+    if probs:
+        diff = np.abs(merged[probs].to_numpy() - merged[[f"{p}_ref" for p in probs]].to_numpy())
+        merged["prob_tv_distance"] = 0.5 * diff.sum(axis=1)
+    else:
+        merged["prob_tv_distance"] = np.nan
+    return merged.groupby(["symbol", "sample"], sort=False)[list(AGREEMENT)].mean().reset_index()
+
+
+def history_length_table(module: Any, env_id: str, env_config: dict[str, Any], windows: Sequence[int],
+                         periods_per_year: float, *, scope: str = "all", fill: str = "neutral", seed: int = 0,
+                         n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The masking study on one env config; ``(table, per_symbol)`` (module docstring).
+
+    ``table`` has :data:`~app.evaluation.studies.GROUP_COLUMNS` plus ``window_bars`` (k) and
+    ``kind`` (``level`` or ``diff``: ``"<k> - <full>"`` paired differences)."""
+    view = market_view(env_id, env_config)
+    full = int(view.spec.window_bars)
+    if not windows or min(windows) < 1:
+        raise StudyError(f"history_length: windows must be >= 1, got {list(windows)}")
+    ks = sorted({min(int(k), full) for k in windows} | {full}, reverse=True)
+    frames, reference = [], None
+    for k in ks:
+        transform = None if k == full else history_mask_for(view.spec, k, scope=scope, fill=fill)
+        result = backtest(module, env_id, env_config, greedy=True, seed=seed, with_values=False,
+                          obs_transform=transform)
+        records = records_frame(result)
+        reference = records if reference is None else reference
+        frame = symbol_metrics(records, view, periods_per_year).merge(_agreement(records, reference),
+                                                                      on=["symbol", "sample"])
+        frames.append(frame.assign(window_bars=k))
+    per_symbol = pd.concat(frames, ignore_index=True)
+    metrics = (*METRICS, *AGREEMENT)
+    levels = group_table(per_symbol, "window_bars", seed, metrics=metrics, n_boot=n_boot).assign(kind="level")
+    diffs = diff_rows(per_symbol, "window_bars", [(k, full) for k in ks if k != full], seed + 1, paired=True,
+                      metrics=METRICS, n_boot=n_boot).assign(kind="diff")
+    table = pd.concat([levels, diffs], ignore_index=True)
+    table.insert(0, "window_bars", table["group"].str.split(" - ").str[0].astype(int))
+    return table, per_symbol
+
+
+def policy_mode_table(module: Any, env_id: str, env_config: dict[str, Any], samples: int,
+                      periods_per_year: float, *, seed: int = 0,
+                      n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Greedy vs ``samples`` stochastic samples on one env config; ``(table, per_symbol)``."""
+    if samples < 1:
+        raise StudyError(f"greedy_vs_stochastic: samples must be >= 1, got {samples}")
+    view = market_view(env_id, env_config)
+    frames = []
+    for mode, greedy, n in (("greedy", True, 1), ("stochastic", False, samples)):
+        records = records_frame(backtest(module, env_id, env_config, greedy=greedy, samples=n, seed=seed,
+                                         with_values=False))
+        frame = symbol_metrics(records, view, periods_per_year)
+        probs = [c for c in records.columns if c.startswith("prob_")]
+        confidence = (records[probs].max(axis=1) if probs else pd.Series(np.nan, index=records.index))
+        conf = records.assign(mean_max_prob=confidence).groupby(["symbol", "sample"], sort=False)["mean_max_prob"]
+        frames.append(frame.merge(conf.mean().reset_index(), on=["symbol", "sample"]).assign(mode=mode))
+    per_symbol = pd.concat(frames, ignore_index=True)
+    metrics = (*METRICS, "mean_max_prob")
+    table = pd.concat([group_table(per_symbol, "mode", seed, metrics=metrics, n_boot=n_boot),
+                       diff_rows(per_symbol, "mode", [("stochastic", "greedy")], seed + 1, paired=True,
+                                 metrics=metrics, n_boot=n_boot)], ignore_index=True)
+    return table, per_symbol
+
+
+def run_history_length(run: Any, *, which: str = "final", part: str = "test",
+                       windows: Sequence[int] = (5, 10, 20, 50), scope: str = "all", fill: str = "neutral",
+                       seed: int = 0, n_boot: int = 1000) -> StudyResult:
+    """The study on a run directory; writes ``<run>/studies/history_length/``."""
+    ctx = load_context(run, which)
+    table, per_symbol = history_length_table(ctx.module, ctx.env_id, ctx.env_config(part), windows,
+                                             ctx.periods_per_year, scope=scope, fill=fill, seed=seed,
+                                             n_boot=n_boot)
+    levels = table[table["kind"] == "level"]
+    pick = levels[levels["metric"].isin(["excess_return", "total_return", "action_agreement"])]
+    notes = {"run": ctx.run.name, "checkpoint": which, "part": part, "scope": scope, "fill": fill,
+             "model": ctx.exp.model.name, "full_window_bars": int(table["window_bars"].max()),
+             "by_window": {f"{r.metric}[k={r.window_bars}]": [r.value, r.ci_low, r.ci_high]
+                           for r in pick.itertuples()}}
+    if ctx.exp.model.name == "gru":
+        notes["caveat"] = "recurrent policy: its state remembers earlier (masked) observations"
+    result = StudyResult("history_length", table, notes=notes)
+    return write_result(result, ctx.out_dir("history_length"), _plot_history(levels), {"per_symbol": per_symbol})
+
+
+def run_greedy_vs_stochastic(run: Any, *, which: str = "final", part: str = "test", samples: int = 8,
+                             seed: int = 0, n_boot: int = 1000) -> StudyResult:
+    """The study on a run directory; writes ``<run>/studies/greedy_vs_stochastic/``."""
+    ctx = load_context(run, which)
+    table, per_symbol = policy_mode_table(ctx.module, ctx.env_id, ctx.env_config(part), samples,
+                                          ctx.periods_per_year, seed=seed, n_boot=n_boot)
+    pick = table[table["metric"].isin(["total_return", "excess_return", "sharpe", "trades", "mean_max_prob"])]
+    notes = {"run": ctx.run.name, "checkpoint": which, "part": part, "samples": samples,
+             "values": {f"{r.metric}[{r.group}]": [r.value, r.ci_low, r.ci_high] for r in pick.itertuples()}}
+    result = StudyResult("greedy_vs_stochastic", table, notes=notes)
+    return write_result(result, ctx.out_dir("greedy_vs_stochastic"), _plot_modes(table), {"per_symbol": per_symbol})
+
+
+def _plot_history(levels: pd.DataFrame) -> Any:
+    fig = new_figure(8.0, 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    for metric, color in (("total_return", "#138a36"), ("excess_return", "#1f5fa8")):
+        rows = levels[levels["metric"] == metric].sort_values("window_bars")
+        ax.errorbar(rows["window_bars"], rows["value"], fmt="o-", color=color, capsize=3, label=metric,
+                    yerr=np.nan_to_num(np.abs(np.vstack([rows["value"] - rows["ci_low"],
+                                                         rows["ci_high"] - rows["value"]]))))
+    ax.axhline(0.0, color="#555555", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("bars of history kept (k; the largest is the full window)")
+    ax.set_ylabel("mean over symbols (95% CI)")
+    twin = ax.twinx()
+    rows = levels[levels["metric"] == "action_agreement"].sort_values("window_bars")
+    twin.plot(rows["window_bars"], rows["value"], "s--", color="#c62828", label="action agreement")
+    twin.set_ylim(0.0, 1.05)
+    twin.set_ylabel("action agreement with the full window")
+    ax.legend(fontsize=8, loc="lower right")
+    twin.legend(fontsize=8, loc="lower center")
+    fig.tight_layout()
+    return fig
+
+
+def _plot_modes(table: pd.DataFrame) -> Any:
+    fig = new_figure(8.0, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    metrics = ["total_return", "excess_return", "max_drawdown", "exposure"]
+    width = 0.38
+    for j, mode in enumerate(("greedy", "stochastic")):
+        rows = table[(table["group"] == mode)].set_index("metric").loc[metrics]
+        err = np.abs(np.vstack([rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]]))
+        ax.bar(np.arange(len(metrics)) + (j - 0.5) * width, rows["value"], width, yerr=np.nan_to_num(err),
+               capsize=3, label=mode)
+    ax.set_xticks(np.arange(len(metrics)), metrics)
+    ax.axhline(0.0, color="#555555", linewidth=0.8)
+    ax.set_ylabel("mean over symbols (95% CI)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
