@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from app.cli_data import data_app
-from app.cli_eval import backtest_command
+from app.cli_eval import backtest_command, evaluate_app
 from app.cli_train import train_command
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(evaluate_app, name="evaluate")
 app.command("train")(train_command)
 app.command("backtest")(backtest_command)
 

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from app.errors import RaytradeError
 from app.evaluation import stats
 from app.evaluation.summary import position_weights
 from app.evaluation.trade_stats import backtest_metrics, buy_and_hold_metrics
@@ -63,8 +64,9 @@ METRICS = ("total_return", "annualized_return", "sharpe", "max_drawdown", "trade
 GROUP_COLUMNS = ["group", "metric", "value", "ci_low", "ci_high", "n", "sample_std"]
 
 
-class StudyError(ValueError):
-    """A study that does not apply to this run (e.g. no time split), with the reason."""
+class StudyError(RaytradeError, ValueError):
+    """A study that does not apply to this run (e.g. no time split) or a bad study option, with
+    the reason (the CLI prints it and exits with code 2)."""
 
 
 # --- a run, loaded once -------------------------------------------------------------------------
