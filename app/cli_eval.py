@@ -70,7 +70,8 @@ def _show(result, columns: list[str] | None = None, where=None, title: str = "")
 
     table = result.table if where is None else result.table[where(result.table)]
     with pd.option_context("display.max_rows", 200, "display.width", 160, "display.float_format", "{:.4g}".format):
-        typer.echo(f"{title}\n{table[columns] if columns else table}".strip())
+        shown = table[columns] if columns else table
+        typer.echo(f"{title}\n{shown.to_string(index=False)}".strip())
     typer.echo(f"written: {result.out_dir}")
 
 

@@ -155,6 +155,87 @@ class TrackingConfig(Frozen):
     registered_model: str | None = None
 
 
+class SearchDomain(Frozen):
+    """One search dimension: exactly one of choice / uniform / loguniform / randint / grid."""
+
+    choice: list[Any] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = None
+    grid: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SearchDomain:
+        given = [k for k in ("choice", "uniform", "loguniform", "randint", "grid") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of choice/uniform/loguniform/randint/grid, got {given or 'none'}")
+        low_high = self.uniform or self.loguniform or self.randint
+        if low_high is not None and not low_high[0] < low_high[1]:
+            raise ValueError(f"low must be below high, got {low_high}")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError("loguniform bounds must be > 0")
+        return self
+
+
+class SchedulerConfig(Frozen):
+    name: Literal["fifo", "asha", "pbt"] = "asha"
+    #: ASHA: minimum iterations before a trial can be stopped, and the halving factor
+    grace_period_iterations: PositiveInt = 2
+    reduction_factor: float = Field(2.0, gt=1)
+    #: PBT: iterations between exploit/explore steps, and what it mutates (dotted keys)
+    perturbation_interval_iterations: PositiveInt = 4
+    hyperparam_mutations: dict[str, SearchDomain] = {}
+
+
+class TuneConfig(Frozen):
+    """A sweep over the experiment: search space (dotted keys), scheduler, objective."""
+
+    #: a *validation* metric (greedy evaluation on the validation split); the test split is unreachable
+    metric: str = "val_greedy/sharpe"
+    mode: Literal["max", "min"] = "max"
+    num_samples: PositiveInt = 2
+    max_concurrent_trials: PositiveInt = 2
+    search_space: dict[str, SearchDomain] = {}
+    scheduler: SchedulerConfig = SchedulerConfig()
+    #: stop the whole sweep once any trial reaches this metric value
+    stop_sweep_at: float | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _validation_only(cls, value: str) -> str:
+        if "test" in value.split("/")[0]:
+            raise ValueError(f"the tuning objective must be a validation metric, got {value!r}")
+        return value
+
+
+class PromotionRule(Frozen):
+    """Metric above (promotion) or below (demotion) a threshold for k consecutive iterations."""
+
+    metric: str | None = None
+    above: float | None = None
+    below: float | None = None
+    for_iterations: PositiveInt = 3
+
+    @model_validator(mode="after")
+    def _one_side(self) -> PromotionRule:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of above / below")
+        return self
+
+
+class CurriculumStage(Frozen):
+    name: str
+    #: env-config changes applied to every env runner when the stage starts
+    env: dict[str, Any] = {}
+    promote: PromotionRule | None = None
+    demote: PromotionRule | None = None
+
+
+class CurriculumConfig(Frozen):
+    metric: str = "env_runners/episode_return_mean"
+    stages: list[CurriculumStage] = Field(min_length=1)
+
+
 class Experiment(Frozen):
     """One experiment (or the base of a sweep): everything a run needs, nothing implicit."""
 
@@ -169,3 +250,5 @@ class Experiment(Frozen):
     evaluation: EvaluationConfig = EvaluationConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     tracking: TrackingConfig = TrackingConfig()
+    tune: TuneConfig | None = None
+    curriculum: CurriculumConfig | None = None

@@ -78,9 +78,19 @@ class StudyContext:
     run: Any                      # RunDir
     exp: Any                      # Experiment
     splits: dict[str, Any]        # kind -> Split
-    module: Any                   # the RLModule (eval mode)
     which: str                    # checkpoint: final | best | latest
     periods_per_year: float
+    _module: Any = None
+
+    @property
+    def module(self) -> Any:
+        """The RLModule (eval mode), loaded on first use, so a study that does not apply fails
+        before the checkpoint is read."""
+        if self._module is None:
+            from app.evaluation.pipeline import load_policy
+
+            self._module = load_policy(self.run, self.which)
+        return self._module
 
     @property
     def env_id(self) -> str:
@@ -107,16 +117,19 @@ class StudyContext:
 
 
 def load_context(run: Any, which: str = "final") -> StudyContext:
-    """Load ``run``'s saved experiment, splits and ``which`` policy (no cluster needed)."""
+    """Load ``run``'s saved experiment and splits; its ``which`` policy loads on first use (no
+    cluster needed)."""
     import torch
 
-    from app.evaluation.pipeline import load_policy, load_splits
+    from app.evaluation.pipeline import load_splits
     from app.training.data import periods_per_year
     from app.training.run import resume_experiment
 
     torch.set_num_threads(1)
+    if not run.policy_dir(which).is_dir():
+        raise StudyError(f"{run.path}: no {which!r} checkpoint (train it first, or pick best/latest)")
     exp = resume_experiment(run)
-    return StudyContext(run, exp, load_splits(run), load_policy(run, which), which, periods_per_year(exp))
+    return StudyContext(run, exp, load_splits(run), which, periods_per_year(exp))
 
 
 def with_symbols(env_config: Mapping[str, Any], symbols: Sequence[str]) -> dict[str, Any]:
@@ -189,7 +202,7 @@ def iter_series(records: pd.DataFrame, view: MarketView) -> Iterator[SymbolSerie
         bar_rows = np.r_[obs_rows[0], obs_rows + 1]  # the first decision bar, then each filled bar
         equity = np.r_[view.initial_cash_usd, rows["equity_usd"].to_numpy()]
         close = view.market.ohlcv[bar_rows, CLOSE]
-        ts = rows["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+        ts = pd.DatetimeIndex(rows["timestamp"]).as_unit("ns").asi8
         yield SymbolSeries(str(symbol), int(sample), ts, equity, close,
                            position_weights(rows["position_qty"].to_numpy(), close, equity),
                            rows["action"].to_numpy(), rows["step"].to_numpy())

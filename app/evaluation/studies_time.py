@@ -166,7 +166,8 @@ def run_future_distance(run: Any, *, which: str = "final", symbols: str = "test"
 def _plot(table: pd.DataFrame, windows: Mapping[str, tuple[int, int]], train_end_ns: int) -> Any:
     fig = new_figure(9.0, 4.5)
     ax = fig.add_subplot(1, 1, 1)
-    x = table["months_from"].to_numpy()
+    width = float(table["months_from"].diff().min()) if len(table) > 1 else 1.0
+    x = table["months_from"].to_numpy() + width / 2  # bucket centres
     ax.fill_between(x, table["excess_return_ci_low"], table["excess_return_ci_high"], color="#1f5fa8", alpha=0.2,
                     step="mid", label="excess 95% CI")
     ax.step(x, table["excess_return"], where="mid", color="#1f5fa8", label="excess over buy & hold")

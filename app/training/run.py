@@ -68,6 +68,9 @@ def flatten_result(result: dict[str, Any]) -> dict[str, float]:
     for group in ("trading", "actions"):
         for key, value in runners.get(group, {}).items():
             out[f"{group}/{key}"] = float(value)
+    for key, value in result.get("curriculum", {}).items():  # set by the curriculum callback
+        if isinstance(value, (int, float)):
+            out[f"curriculum/{key}"] = float(value)
     learner = result.get("learners", {}).get("default_policy", {})
     for key in LEARNER_KEYS:
         if key in learner:
