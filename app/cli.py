@@ -10,6 +10,7 @@ import typer
 
 from app.cli_data import data_app
 from app.cli_eval import backtest_command, evaluate_app
+from app.cli_runs import runs_app
 from app.cli_train import train_command
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(runs_app, name="runs")
 app.command("train")(train_command)
 app.command("backtest")(backtest_command)
 

@@ -128,7 +128,9 @@ def history_length_command(
     run: str = RUN_ARG,
     windows: str = typer.Option("5,10,20,50", "--windows", help="Bars of history to keep, comma-separated "
                                 "(the full window is always added)."),
-    scope: str = typer.Option("all", "--scope", help="all: every window field; bars: only the bar-level ones."),
+    scope: str = typer.Option("time", "--scope", help="time: every window cut to about k bars of time (k bars, "
+                              "k/5 weeks, k/21 months); entries: k entries of every window; bars: only the "
+                              "bar-level windows."),
     fill: str = typer.Option("neutral", "--fill", help="neutral: 0 log ratio / 1 relative volume; repeat: the "
                              "oldest kept entry (the builder's own padding)."),
     split: str = PART_OPT, checkpoint: str = CHECKPOINT_OPT, seed: int = SEED_OPT, n_boot: int = N_BOOT_OPT,

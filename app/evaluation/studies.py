@@ -98,8 +98,10 @@ class StudyContext:
 
     def env_config(self, part: str) -> dict[str, Any]:
         """The env config that trades ``part`` (train | validation | test) of the run's data."""
-        from app.training.data import env_config_for
+        from app.training.data import PARTS, env_config_for
 
+        if part not in PARTS:
+            raise StudyError(f"split must be one of {PARTS}, got {part!r}")
         config = env_config_for(self.exp, self.splits, part)
         if config is None:
             raise StudyError(f"{self.run.name}: the {part!r} split has no symbols")

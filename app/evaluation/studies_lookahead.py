@@ -173,7 +173,7 @@ def _symbol_rows(module: Any, env_id: str, env_config: dict[str, Any], view: Any
         recorded_probs = records.loc[i, probs_cols].to_numpy(dtype=np.float64) if probs_cols else None
         rows = {"symbol": symbol, "decision_ts": pd.Timestamp(ts, tz="UTC"), "row": row,
                 "step": int(records.loc[i, "step"]), "same_start": cut.start_row == full.start_row,
-                "matches_backtest": bool(int(np.ravel(ref.action)[0]) == int(records.loc[i, "action"])
+                "matches_backtest": bool(float(np.ravel(ref.action)[0]) == float(records.loc[i, "action"])
                                          and (recorded_probs is None or np.allclose(ref.probs, recorded_probs,
                                                                                     rtol=0, atol=atol)))}
         out.append(rows | _compare(ref, cut.decisions.get(row), atol))

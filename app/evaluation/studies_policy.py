@@ -6,8 +6,18 @@ use?) and ``greedy_vs_stochastic`` (argmax vs sampling).
     and once per ``k`` in ``--windows`` with every observation window cut to its newest ``k``
     entries by a :class:`HistoryMask`, applied inside
     :class:`~app.evaluation.policy.BatchedPolicy` (``obs_transform``) so the env, fills and costs
-    are untouched. Older entries are replaced by values that carry no information
-    (``--fill neutral``, the default):
+    are untouched. Which entries count as "older than k bars" (``--scope``):
+
+    * ``time`` (default): every window keeps about the last ``k`` bars' worth of time -- ``k``
+      entries of the bar-level windows, ``ceil(k / bars per period)`` of the weekly / monthly
+      ones (bars per period measured on the market's own calendar: about 5 per week and 21 per
+      month for stocks);
+    * ``entries``: every window keeps its newest ``k`` entries of its own unit (k weeks, k months);
+    * ``bars``: only the bar-level windows (``{bar}_hloc``, ``{bar}_volume``, ``index_hloc``,
+      ``funding_bps``) are cut; the weekly / monthly ones stay whole.
+
+    Older entries are replaced by values that carry no information (``--fill neutral``, the
+    default):
 
     * ``*_hloc`` (log ratios to the latest close, :mod:`envs.core.observation`) -> 0, "the price
       was the latest close"; ``funding_bps`` -> 0, "no funding settled";
@@ -17,18 +27,16 @@ use?) and ``greedy_vs_stochastic`` (argmax vs sampling).
 
     ``--fill repeat`` instead pads the way the observation builder pads a series shorter than the
     window: the oldest kept entry repeated (volume renormalized over the padded window), i.e. the
-    observation as if the series had started ``k`` bars ago. ``--scope all`` (default) cuts
-    every window (bars, index, weekly, monthly: ``k`` entries of their own unit); ``--scope bars``
-    only the bar-level windows (``{bar}_hloc``, ``{bar}_volume``, ``index_hloc``, ``funding_bps``)
-    and leaves the weekly / monthly ones whole. Position fields are never masked.
+    observation as if the series had started ``k`` bars ago. Position fields are never masked.
 
     Reported per ``k``: the usual metrics (mean over symbols, bootstrap CI), the difference to the
     full window (paired bootstrap over symbols), ``action_agreement`` (fraction of bars where the
     masked policy picks the full-window policy's action, aligned by symbol and step) and
     ``prob_tv_distance`` (mean total-variation distance of the action probabilities). If
     performance and agreement stay flat down to ``k``, the policy uses about ``k`` bars.
-    Caveats: masked windows are out of the training distribution (a policy may react to the mask
-    itself, which is why both fills exist); a recurrent (GRU) policy keeps a memory of earlier
+    Caveats: masked windows are out of the training distribution, and a policy may react to the
+    mask itself (on the synthetic mean-reversion run the neutral fill costs far more than the
+    repeat fill at the same k): compare both fills before concluding; a recurrent (GRU) policy keeps a memory of earlier
     (masked) observations in its state, so it can still integrate history beyond ``k``. Retraining
     with shorter windows is the other half of the question: ``raytrade tune`` over
     ``env.config.window_bars`` does that.
@@ -44,8 +52,9 @@ use?) and ``greedy_vs_stochastic`` (argmax vs sampling).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -65,16 +74,19 @@ from app.evaluation.studies import (
     symbol_metrics,
     write_result,
 )
-from envs.core.observation import POSITION_KEYS
+from envs.core.market import MarketArrays
+from envs.core.observation import PERIOD_NAMES, POSITION_KEYS
+from envs.core.resample import period_ids
 
 FILLS = ("neutral", "repeat")
-SCOPES = ("all", "bars")
+SCOPES = ("time", "entries", "bars")
 AGREEMENT = ("action_agreement", "prob_tv_distance")
 
 
 @dataclass(frozen=True)
 class HistoryMask:
-    """``obs -> obs`` keeping the newest ``keep`` entries of each window field (module docstring).
+    """``obs -> obs`` keeping the newest ``keep`` entries of each window field (module docstring),
+    or ``keep_by_key[key]`` where given (period windows under ``--scope time``).
 
     ``price_keys`` hold log ratios or funding (neutral 0), ``volume_keys`` relative volumes
     (neutral 1, kept entries renormalized). The window axis is the one before the feature axis
@@ -85,9 +97,10 @@ class HistoryMask:
     price_keys: tuple[str, ...]
     volume_keys: tuple[str, ...]
     fill: str = "neutral"
+    keep_by_key: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.keep < 1:
+        if self.keep < 1 or any(k < 1 for k in self.keep_by_key.values()):
             raise StudyError(f"history mask: keep must be >= 1, got {self.keep}")
         if self.fill not in FILLS:
             raise StudyError(f"history mask: fill must be one of {FILLS}, got {self.fill!r}")
@@ -96,15 +109,19 @@ class HistoryMask:
         out = dict(obs)
         for key in self.price_keys:
             if key in obs:
-                out[key] = self._prices(np.asarray(obs[key]), _window_axis(key, obs[key]))
+                out[key] = self._prices(np.asarray(obs[key]), _window_axis(key, obs[key]), self._keep(key))
         for key in self.volume_keys:
             if key in obs:
-                out[key] = self._volume(np.asarray(obs[key]), _window_axis(key, obs[key]))
+                out[key] = self._volume(np.asarray(obs[key]), _window_axis(key, obs[key]), self._keep(key))
         return out
 
-    def _split(self, a: np.ndarray, axis: int) -> tuple[int, np.ndarray]:
+    def _keep(self, key: str) -> int:
+        return int(self.keep_by_key.get(key, self.keep))
+
+    @staticmethod
+    def _split(a: np.ndarray, axis: int, keep: int) -> tuple[int, np.ndarray]:
         w = a.shape[axis]
-        return w, np.take(a, np.arange(w - min(self.keep, w), w), axis=axis)
+        return w, np.take(a, np.arange(w - min(keep, w), w), axis=axis)
 
     def _pad(self, kept: np.ndarray, n_old: int, axis: int, neutral: float | np.ndarray) -> np.ndarray:
         if n_old == 0:
@@ -117,12 +134,12 @@ class HistoryMask:
             old = np.broadcast_to(neutral, shape)
         return np.concatenate([old, kept], axis=axis)
 
-    def _prices(self, a: np.ndarray, axis: int) -> np.ndarray:
-        w, kept = self._split(a, axis)
+    def _prices(self, a: np.ndarray, axis: int, keep: int) -> np.ndarray:
+        w, kept = self._split(a, axis, keep)
         return self._pad(kept, w - kept.shape[axis], axis, np.float32(0.0)).astype(a.dtype, copy=False)
 
-    def _volume(self, a: np.ndarray, axis: int) -> np.ndarray:
-        w, kept = self._split(a.astype(np.float64), axis)
+    def _volume(self, a: np.ndarray, axis: int, keep: int) -> np.ndarray:
+        w, kept = self._split(a.astype(np.float64), axis, keep)
         if self.fill == "repeat":
             window = self._pad(kept, w - kept.shape[axis], axis, 0.0)
             mean = window.mean(axis=axis, keepdims=True)
@@ -137,17 +154,37 @@ def _window_axis(key: str, value: np.ndarray) -> int:
     return ndim - 2 if key.endswith("_hloc") or ndim > 2 else ndim - 1
 
 
-def history_mask_for(spec: Any, keep: int, *, scope: str = "all", fill: str = "neutral") -> HistoryMask:
-    """The :class:`HistoryMask` for an env's :class:`~envs.core.observation.ObservationSpec`."""
+def bars_per_period(market: MarketArrays, periods: Sequence[str]) -> dict[str, float]:
+    """Mean number of bars per calendar period (``W``, ``M``, ...) on the market's own calendar:
+    rows over distinct periods, summed over the symbols."""
+    out = {}
+    for p in periods:
+        n_periods = sum(len(np.unique(period_ids(market.ts_ns[market.rows(i)], p))) for i in range(market.n_symbols))
+        out[p] = len(market.ts_ns) / max(n_periods, 1)
+    return out
+
+
+def history_mask_for(spec: Any, keep: int, *, scope: str = "time", fill: str = "neutral",
+                     per_period: Mapping[str, float] | None = None) -> HistoryMask:
+    """The :class:`HistoryMask` for an env's :class:`~envs.core.observation.ObservationSpec`;
+    ``per_period`` (bars per period, :func:`bars_per_period`) is needed by ``scope="time"``."""
     if scope not in SCOPES:
         raise StudyError(f"history mask: scope must be one of {SCOPES}, got {scope!r}")
     keys = [k for k in spec.fields() if k not in POSITION_KEYS]
+    bar_keys = {f"{spec.bar_name}_hloc", f"{spec.bar_name}_volume", "index_hloc", "funding_bps"}
     if scope == "bars":
-        bar_keys = {f"{spec.bar_name}_hloc", f"{spec.bar_name}_volume", "index_hloc", "funding_bps"}
         keys = [k for k in keys if k in bar_keys]
+    by_key: dict[str, int] = {}
+    if scope == "time":
+        if per_period is None:
+            raise StudyError("history mask: scope 'time' needs the bars per period of the market")
+        for p in spec.periods:
+            for key in (f"{PERIOD_NAMES[p]}_hloc", f"{PERIOD_NAMES[p]}_volume"):
+                if key in keys and key not in bar_keys:
+                    by_key[key] = max(1, math.ceil(keep / per_period[p]))
     prices = tuple(k for k in keys if k.endswith("_hloc") or k == "funding_bps")
     volumes = tuple(k for k in keys if k.endswith("_volume"))
-    return HistoryMask(int(keep), prices, volumes, fill)
+    return HistoryMask(int(keep), prices, volumes, fill, by_key)
 
 
 def _agreement(records: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
@@ -167,7 +204,7 @@ def _agreement(records: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
 
 
 def history_length_table(module: Any, env_id: str, env_config: dict[str, Any], windows: Sequence[int],
-                         periods_per_year: float, *, scope: str = "all", fill: str = "neutral", seed: int = 0,
+                         periods_per_year: float, *, scope: str = "time", fill: str = "neutral", seed: int = 0,
                          n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The masking study on one env config; ``(table, per_symbol)`` (module docstring).
 
@@ -178,9 +215,11 @@ def history_length_table(module: Any, env_id: str, env_config: dict[str, Any], w
     if not windows or min(windows) < 1:
         raise StudyError(f"history_length: windows must be >= 1, got {list(windows)}")
     ks = sorted({min(int(k), full) for k in windows} | {full}, reverse=True)
+    per_period = bars_per_period(view.market, view.spec.periods)
     frames, reference = [], None
     for k in ks:
-        transform = None if k == full else history_mask_for(view.spec, k, scope=scope, fill=fill)
+        transform = None if k == full else history_mask_for(view.spec, k, scope=scope, fill=fill,
+                                                            per_period=per_period)
         result = backtest(module, env_id, env_config, greedy=True, seed=seed, with_values=False,
                           obs_transform=transform)
         records = records_frame(result)
@@ -223,7 +262,7 @@ def policy_mode_table(module: Any, env_id: str, env_config: dict[str, Any], samp
 
 
 def run_history_length(run: Any, *, which: str = "final", part: str = "test",
-                       windows: Sequence[int] = (5, 10, 20, 50), scope: str = "all", fill: str = "neutral",
+                       windows: Sequence[int] = (5, 10, 20, 50), scope: str = "time", fill: str = "neutral",
                        seed: int = 0, n_boot: int = 1000) -> StudyResult:
     """The study on a run directory; writes ``<run>/studies/history_length/``."""
     ctx = load_context(run, which)

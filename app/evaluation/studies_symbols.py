@@ -170,6 +170,8 @@ def run_unseen_symbols(run: Any, *, which: str = "final", window: str = "test", 
     """The study on a run directory; writes ``<run>/studies/unseen_symbols/`` (``result.parquet``:
     the group table; ``per_symbol.parquet``; ``fine_tune.parquet`` with ``--fine-tune-steps``;
     ``plot.png``; ``notes.json``)."""
+    if window not in ("validation", "test"):
+        raise StudyError(f"window must be 'validation' or 'test' (after training), got {window!r}")
     ctx = load_context(run, which)
     groups = {"seen": ctx.symbols("train"), "validation": ctx.symbols("validation"), "unseen": ctx.symbols("test")}
     if not groups["unseen"]:

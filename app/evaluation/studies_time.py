@@ -155,7 +155,8 @@ def run_future_distance(run: Any, *, which: str = "final", symbols: str = "test"
     table, per_symbol = future_distance_table(bars, train_end, ctx.periods_per_year, bucket_months=bucket_months,
                                               windows=windows, seed=seed, n_boot=n_boot)
     slope = decay_slope(per_symbol, bucket_months, seed=seed, n_boot=n_boot)
-    notes = {"run": ctx.run.name, "checkpoint": which, "symbols": symbols, "n_symbols": int(bars.symbol.nunique()),
+    chosen_label = symbols if "by_symbol" in ctx.splits else "all (no by-symbol split)"
+    notes = {"run": ctx.run.name, "checkpoint": which, "symbols": chosen_label, "n_symbols": int(bars.symbol.nunique()),
              "train_end": str(split.windows["train"].end), "bucket_months": bucket_months,
              "buckets": len(table), "excess_return_slope_per_month": slope,
              "mean_excess_by_part": table.groupby("part")["excess_return"].mean().to_dict()}

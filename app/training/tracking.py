@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from app.errors import RaytradeError
 
@@ -131,3 +131,114 @@ def artifact_location(uri: str, experiment: str) -> str | None:
 def _clean(key: str) -> str:
     """MLflow metric names allow ``/`` ``.`` ``-`` ``_`` and spaces only."""
     return "".join(c if c.isalnum() or c in "/._- " else "_" for c in key)
+
+
+# --- read side (``raytrade runs``) ------------------------------------------------------------
+
+class RunRecord(TypedDict):
+    """One MLflow run as plain data (what ``raytrade runs`` shows; see app/runs_view.py)."""
+
+    run_id: str
+    name: str
+    experiment: str
+    status: str                 # RUNNING | FINISHED | FAILED | KILLED | SCHEDULED
+    start_ms: int | None        # epoch milliseconds, UTC
+    end_ms: int | None
+    parent_id: str | None       # the sweep's run id (tag ``mlflow.parentRunId``)
+    params: dict[str, str]
+    tags: dict[str, str]        # user tags (``mlflow.*`` system tags dropped)
+    metrics: dict[str, float]   # latest value of every metric
+    history: dict[str, list[tuple[int, float]]]  # key -> (step, value) by step; filled on request
+
+
+def store_exists(uri: str) -> bool:
+    """False for a sqlite URI whose database file does not exist (reading must not create it)."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).is_file()
+    if uri.startswith("file:") or "://" not in uri:
+        return Path(uri.removeprefix("file://")).is_dir()
+    return True  # a server: ask it
+
+
+def _read_client(uri: str) -> Any:
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    try:
+        import mlflow
+
+        return mlflow.MlflowClient(tracking_uri=uri)
+    except Exception as exc:  # noqa: BLE001 - any MLflow failure is a tracking failure
+        raise TrackingError(f"MLflow at {uri}: cannot open the store: {exc}") from exc
+
+
+def list_experiments(uri: str) -> list[str]:
+    """Names of the active experiments in the store (empty if the store does not exist)."""
+    if not store_exists(uri):
+        return []
+    client = _read_client(uri)
+    try:
+        return sorted(e.name for e in client.search_experiments())
+    except Exception as exc:  # noqa: BLE001
+        raise TrackingError(f"MLflow at {uri}: cannot list experiments: {exc}") from exc
+
+
+def read_runs(uri: str, experiment: str | None = None, max_runs: int = 5000) -> list[RunRecord]:
+    """The active runs of ``experiment`` (default: every experiment), newest first, without
+    metric histories (see :func:`read_histories`). A store that does not exist reads as empty;
+    an unknown experiment is a TrackingError that names the ones there are."""
+    if not store_exists(uri):
+        return []
+    client = _read_client(uri)
+    try:
+        experiments = {e.experiment_id: e.name for e in client.search_experiments()}
+        if experiment is not None:
+            ids = [i for i, name in experiments.items() if name == experiment]
+            if not ids:
+                known = ", ".join(sorted(experiments.values())) or "none"
+                raise TrackingError(f"MLflow at {uri}: no experiment {experiment!r} (there are: {known})")
+        else:
+            ids = list(experiments)
+        runs: list[Any] = []
+        token = None
+        while ids and len(runs) < max_runs:
+            page = client.search_runs(ids, max_results=min(max_runs - len(runs), 1000),
+                                      order_by=["attributes.start_time DESC"], page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                break
+    except TrackingError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise TrackingError(f"MLflow at {uri}: cannot search runs: {exc}") from exc
+    return [_record(run, experiments.get(run.info.experiment_id, "?")) for run in runs]
+
+
+def read_histories(uri: str, records: list[RunRecord], keys: list[str]) -> None:
+    """Fill ``record["history"]`` with the (step, value) history of each of ``keys`` the run
+    has logged, ordered by step (the last value logged at a step wins)."""
+    if not records:
+        return
+    client = _read_client(uri)
+    for record in records:
+        for key in keys:
+            if key not in record["metrics"] or key in record["history"]:
+                continue
+            try:
+                points = client.get_metric_history(record["run_id"], key)
+            except Exception as exc:  # noqa: BLE001
+                raise TrackingError(f"MLflow at {uri}: cannot read {key!r} of run {record['run_id']}: "
+                                    f"{exc}") from exc
+            by_step = {int(m.step): float(m.value)
+                       for m in sorted(points, key=lambda m: (m.step, m.timestamp))}
+            record["history"][key] = sorted(by_step.items())
+
+
+def _record(run: Any, experiment: str) -> RunRecord:
+    info, data = run.info, run.data
+    tags = dict(data.tags)
+    return RunRecord(
+        run_id=info.run_id, name=info.run_name or tags.get("mlflow.runName") or info.run_id[:8],
+        experiment=experiment, status=str(info.status), start_ms=info.start_time, end_ms=info.end_time,
+        parent_id=tags.get("mlflow.parentRunId"), params=dict(data.params),
+        tags={k: v for k, v in tags.items() if not k.startswith("mlflow.")},
+        metrics={k: float(v) for k, v in data.metrics.items()}, history={})

@@ -27,12 +27,18 @@ from app.evaluation.studies import (
 from app.evaluation.studies_lookahead import lookahead_table, truncate, truncate_index
 from app.evaluation.studies_policy import (
     HistoryMask,
+    bars_per_period,
     history_length_table,
     history_mask_for,
     policy_mode_table,
 )
 from app.evaluation.studies_symbols import compare_symbol_groups, study_experiment
-from app.evaluation.studies_time import NS_PER_MONTH, bar_returns, decay_slope, future_distance_table
+from app.evaluation.studies_time import (
+    NS_PER_MONTH,
+    bar_returns,
+    decay_slope,
+    future_distance_table,
+)
 from app.models import module_spec
 from app.training.env_factory import create_env
 from app.training.run_dir import RunDir
@@ -129,12 +135,26 @@ def test_history_mask_repeat_fill_is_the_builders_window_of_a_series_started_k_b
     k = 5
     short = market_observation(prepare_features(bars.ts_ns[-k:], bars.ohlcv[-k:], np.array([0, k]), spec),
                                np.array([k - 1]))
-    masked = history_mask_for(spec, k, fill="repeat")(full)
+    masked = history_mask_for(spec, k, scope="entries", fill="repeat")(full)
     np.testing.assert_array_equal(masked["daily_hloc"], short["daily_hloc"])
     np.testing.assert_allclose(masked["daily_volume"], short["daily_volume"], rtol=1e-5)
     assert set(history_mask_for(ObservationSpec(), 5, scope="bars").price_keys) == {"daily_hloc", "index_hloc"}
     with pytest.raises(StudyError, match="scope"):
         history_mask_for(spec, 5, scope="weeks")
+
+
+def test_history_mask_time_scope_cuts_period_windows_to_the_same_span(config):
+    per_period = bars_per_period(config["market"], ("W", "M"))
+    assert per_period["W"] == pytest.approx(5.0, abs=0.2) and 19 < per_period["M"] < 23  # business days
+    mask = history_mask_for(ObservationSpec(), 10, per_period={"W": 5.0, "M": 21.0})
+    assert mask.keep == 10 and dict(mask.keep_by_key) == {"weekly_hloc": 2, "weekly_volume": 2, "monthly_hloc": 1}
+    entries = history_mask_for(ObservationSpec(), 10, scope="entries")
+    assert not entries.keep_by_key and "monthly_hloc" in entries.price_keys
+    obs = {"weekly_hloc": np.ones((1, 50, 4), np.float32), "daily_hloc": np.ones((1, 50, 4), np.float32)}
+    out = mask(obs)
+    assert out["weekly_hloc"][0, :, 0].sum() == 2 and out["daily_hloc"][0, :, 0].sum() == 10
+    with pytest.raises(StudyError, match="bars per period"):
+        history_mask_for(ObservationSpec(), 10)
 
 
 def test_obs_transform_identity_is_backwards_compatible(module, config):
@@ -253,7 +273,10 @@ runner = CliRunner()
 
 
 def make_run(tmp_path, env_id: str = ENV_ID):
-    exp = parse_experiment({"name": "tiny", "seed": 1, "env": {"id": env_id, "config": {"window_bars": 10}},
+    """A run directory whose final policy is a random-weight MLP; backtests end after ~300 bars."""
+    end_ts_ns = int(pd.Timestamp("2001-03-01", tz="UTC").value)
+    exp = parse_experiment({"name": "tiny", "seed": 1,
+                            "env": {"id": env_id, "config": {"window_bars": 10, "end_ts_ns": end_ts_ns}},
                             "model": {"name": "mlp", "config": small_config("mlp")},
                             "tracking": {"runs_dir": str(tmp_path)}})
     run = RunDir.create(exp)
