@@ -36,6 +36,8 @@ class BacktestResult:
     greedy: bool
     columns: dict[str, np.ndarray]
     seconds: float
+    #: building the vector env (observation tables are precomputed there when they fit)
+    build_seconds: float = 0.0
 
     @property
     def decisions(self) -> int:
@@ -94,14 +96,16 @@ def backtest(module: Any, env_id: str, env_config: dict[str, Any], *, symbols: l
         raise ValueError(f"backtest: no symbol with enough data for a full window in {env_id}")
     n_envs = len(symbols) * samples
     cfg = env_config | {"num_envs": n_envs, "episode_bars": None, "random_start": False, "vector_info": True}
+    t_build = time.perf_counter()
     env = create_env(env_id, cfg)
+    build_seconds = time.perf_counter() - t_build
     policy = BatchedPolicy(module, env.single_action_space, n_envs, greedy=greedy, seed=seed, with_values=with_values,
                           obs_transform=obs_transform)
     t0 = time.perf_counter()
     columns = _run(env, policy, symbols * samples, seed, max_steps)
     seconds = time.perf_counter() - t0
     env.close()
-    return BacktestResult(symbols, samples, greedy, columns, seconds)
+    return BacktestResult(symbols, samples, greedy, columns, seconds, build_seconds)
 
 
 def _run(env: Any, policy: BatchedPolicy, env_symbols: list[str], seed: int, max_steps: int) -> dict[str, np.ndarray]:
