@@ -11,7 +11,9 @@ import typer
 from app.cli_data import data_app
 from app.cli_eval import backtest_command, evaluate_app
 from app.cli_runs import runs_app
+from app.cli_serve import serve_command
 from app.cli_train import train_command
+from app.cli_tune import tune_command
 
 app = typer.Typer(
     name="raytrade",
@@ -24,7 +26,9 @@ app.add_typer(data_app, name="data")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(runs_app, name="runs")
 app.command("train")(train_command)
+app.command("tune")(tune_command)
 app.command("backtest")(backtest_command)
+app.command("serve")(serve_command)
 
 STORE_OPTION = typer.Option(Path("store"), "--store", envvar="RAYTRADE_STORE",
                             help="Parquet store directory.")

@@ -4,6 +4,7 @@
   (what RLlib's ``gym_env_vectorize_mode="vector_entry_point"`` wants). Autoreset mode is
   ``NEXT_STEP`` (gymnasium's default, the one RLlib handles): the step after an episode ends
   returns the first observation of the next episode with reward 0, and ignores that env's action.
+  ``reset(options={"reset_mask": m})`` restarts only the masked envs (a curriculum task switch).
 * :class:`EngineEnv` -- a ``gymnasium.Env`` over a B = 1 scalar engine (same ``step`` code).
 
 Both draw randomness only from the generator seeded by ``reset(seed=...)``; with the same seed a
@@ -88,9 +89,28 @@ class EngineVectorEnv(VectorEnv):
         self._needs_reset = True
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        """Reset every env, or only those where ``options["reset_mask"]`` (a bool ``[num_envs]``
+        array, gymnasium's convention) is True: they start new episodes now, the others carry on
+        (a pending autoreset of a masked env is cancelled). The returned observation and info
+        cover every env."""
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(
                 seed if isinstance(seed, int) else int(np.random.SeedSequence(list(seed)).generate_state(1)[0]))
+        if options and "reset_mask" in options:
+            options = dict(options)
+            mask = np.asarray(options.pop("reset_mask"))
+            if mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
+                raise ValueError(f"options['reset_mask']: need a bool array of shape ({self.num_envs},), "
+                                 f"got {mask.dtype} {mask.shape}")
+            if self._needs_reset:
+                raise RuntimeError("options['reset_mask']: needs a full reset() first")
+            if mask.any():
+                engine = self.engine
+                for name in engine.STATE:  # arrays handed out in infos are never written again
+                    setattr(engine, name, getattr(engine, name).copy())
+                engine.reset(self.np_random, mask, options or None)
+                self._autoreset = self._autoreset & ~mask
+            return self.engine.observe(), self._info()
         self.engine.reset(self.np_random, None, options)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._needs_reset = False

@@ -69,3 +69,12 @@ def build_algorithm_config(exp: Experiment, *, env_name: str, env_config: dict[s
     if callbacks is not None:
         config = config.callbacks(callbacks)
     return config
+
+
+def trial_resources(exp: Experiment, *, env_name: str, env_config: dict[str, Any]):
+    """Tune's placement group for one trial that builds ``exp``'s algorithm in its own process,
+    as RLlib requests it: the trial process (which hosts the local env runner and the local
+    learner when there are no remote ones: 1 CPU with ``num_env_runners=0, num_learners=0``),
+    plus one bundle per remote learner and per remote env runner."""
+    config = build_algorithm_config(exp, env_name=env_name, env_config=env_config)
+    return config.algo_class.default_resource_request(config)

@@ -5,6 +5,8 @@ env runner with ``env_config | {"num_envs": N}``. The env config carries a *data
 path, dataset, symbols, time window), never arrays: each runner process loads its part of the
 store once (cached), so configs stay small, checkpoints stay portable, and the test split
 cannot reach training by accident (only the parts a run hands over are in any spec).
+For RLlib the vector env is wrapped in a :class:`~app.training.task_env.TaskableVectorEnv`, so
+curriculum stages can change its config between iterations.
 """
 
 from __future__ import annotations
@@ -77,7 +79,13 @@ def rllib_env_name(env_id: str) -> str:
 
 
 def _rllib_creator(env_id: str, env_config: Mapping[str, Any]):
+    """RLlib's creator: the vector face is a :class:`~app.training.task_env.TaskableVectorEnv`
+    (curriculum stages: ``env.unwrapped.call("set_task", changes)``)."""
     import torch
 
     torch.set_num_threads(1)  # every env runner process: 2 threads on 2 cores ran PPO 13.6x slower
-    return create_env(env_id, env_config)
+    if "num_envs" not in env_config:
+        return create_env(env_id, env_config)
+    from app.training.task_env import TaskableVectorEnv
+
+    return TaskableVectorEnv(functools.partial(create_env, env_id), dict(env_config), int(env_config["num_envs"]))

@@ -1,0 +1,83 @@
+"""``serve run serve.app:build_app checkpoint=REF [key=value ...]``: the application builder.
+
+Arguments (all but ``checkpoint`` optional; unknown ones are an error naming them)::
+
+    checkpoint=runs/smoke-...        a run, checkpoint path or models:/<name>/<version>
+    which=final|best|latest          the run's checkpoint to serve
+    replicas=1 num_cpus=1 max_batch_size=16 batch_wait_timeout_s=0 max_ongoing_requests=32
+    max_queued_requests=64 request_timeout_s=10 max_body_bytes=4194304
+    session_ttl_s=172800 max_sessions=100000 public_docs=false access_log=false
+    api_key_env=RAYTRADE_API_KEY     the environment variable holding the API key (required)
+    env_id=... env_config='{"window_bars": 50}' tracking_uri=sqlite:///mlruns.db runs_dir=runs
+
+``serve run`` binds its proxy to 127.0.0.1:8000 by default; ``raytrade serve`` (app/cli_serve.py)
+also sets the host, the port, the proxy timeout and turns the proxy's access log off.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from app.errors import ConfigError
+from serve.auth import DEFAULT_ENV, ApiKeyVerifier
+from serve.deployment import DeploymentOptions, build
+from serve.registry import absolute_tracking_uri
+
+
+class BuildArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint: str
+    which: str = "final"
+    replicas: int = 1
+    num_cpus: float = 1.0
+    max_batch_size: int = 16
+    batch_wait_timeout_s: float = 0.0
+    max_ongoing_requests: int | None = None
+    max_queued_requests: int = 64
+    request_timeout_s: float = 10.0
+    max_body_bytes: int = 4 * 2**20
+    session_ttl_s: float = 172_800.0
+    max_sessions: int = 100_000
+    public_docs: bool = False
+    access_log: bool = False
+    api_key_env: str = DEFAULT_ENV
+    env_id: str | None = None
+    env_config: dict[str, Any] = {}
+    tracking_uri: str | None = None
+    runs_dir: str = "runs"
+
+    @field_validator("env_config", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+
+def options_from_args(args: dict[str, Any]) -> tuple[DeploymentOptions, str]:
+    """``serve run`` arguments -> (DeploymentOptions, the API key's environment variable)."""
+    try:
+        parsed = BuildArgs.model_validate(args)
+    except (ValidationError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"serve.app:build_app arguments: {exc}") from exc
+    ref = parsed.checkpoint
+    if not ref.startswith("models:/") and Path(ref).expanduser().exists():
+        ref = str(Path(ref).expanduser().resolve())  # replicas may not share the driver's cwd
+    options = DeploymentOptions(
+        ref=ref, checkpoint=parsed.which, runs_dir=str(Path(parsed.runs_dir).resolve()), env_id=parsed.env_id,
+        env_config=parsed.env_config, tracking_uri=absolute_tracking_uri(parsed.tracking_uri), replicas=parsed.replicas,
+        num_cpus=parsed.num_cpus, max_batch_size=parsed.max_batch_size,
+        batch_wait_timeout_s=parsed.batch_wait_timeout_s, max_ongoing_requests=parsed.max_ongoing_requests,
+        max_queued_requests=parsed.max_queued_requests, request_timeout_s=parsed.request_timeout_s,
+        max_body_bytes=parsed.max_body_bytes, session_ttl_s=parsed.session_ttl_s,
+        max_sessions=parsed.max_sessions, public_docs=parsed.public_docs, access_log=parsed.access_log)
+    return options, parsed.api_key_env
+
+
+def build_app(args: dict[str, Any]) -> Any:
+    """The Serve application for ``serve run serve.app:build_app checkpoint=...``."""
+    options, key_env = options_from_args(args)
+    return build(options, ApiKeyVerifier.from_env(key_env))

@@ -1,0 +1,359 @@
+"""The policy service: a plain class (no Ray) that loads a policy and answers ``/v1/act``.
+
+1. :meth:`PolicyService.prepare` checks a validated :class:`~serve.schemas.ActRequest` against
+   the model (bars, index, positions) and builds its observations with the envs' one builder
+   (:mod:`serve.observations`).
+2. :meth:`PolicyService.run` answers a LIST of prepared requests with batched forward passes
+   (what ``@serve.batch`` hands over), through :class:`app.evaluation.policy.BatchedPolicy`:
+   the rule backtests use (greedy = the distribution's mode, softmax probabilities, the value
+   head), recurrent state carried per session (:class:`~serve.sessions.SessionStore`) or
+   replayed from the initial state over a window.
+
+Requests that share a session key in one batch run in successive waves, in arrival order, so
+a session's steps never race. ``act`` = ``run([prepare(request)])``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from app.evaluation.policy import BatchedPolicy
+from envs.synthetic import business_days_ts_ns, hourly_ts_ns
+from serve import observations as ob
+from serve.errors import RequestError, ServeError
+from serve.loader import PolicySource, load_module, resolve
+from serve.positions import futures_arrays, step_positions, stock_arrays
+from serve.schemas import ActRequest, ActResponse, Decision, ModelInfo, Position
+from serve.sessions import SessionStore
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    session_ttl_s: float = 172_800.0
+    max_sessions: int = 100_000
+    torch_threads: int = 1
+
+
+@dataclass
+class PreparedDecision:
+    symbols: list[str]
+    ts_ns: int
+    obs: dict[str, np.ndarray]      # [T, ...]: the last T bars (T > 1: a replay)
+    session_key: str | None
+    full_history: bool
+
+
+@dataclass
+class PreparedRequest:
+    decisions: list[PreparedDecision]
+    session: bool
+
+
+class PolicyService:
+    """Loads a policy once; prepares and answers act requests (see the module docstring)."""
+
+    def __init__(self, source: PolicySource, module: Any, settings: ServiceSettings | None = None) -> None:
+        import torch
+
+        self.settings = settings or ServiceSettings()
+        torch.set_num_threads(max(1, int(self.settings.torch_threads)))
+        self.source, self.module = source, module
+        try:
+            self.view = ob.env_view(source.env_id, source.env_config, module.observation_space)
+        except ValueError as exc:
+            raise ServeError(f"{source.ref}: {exc}") from exc
+        self._torch = torch
+        self.policy = BatchedPolicy(module, module.action_space, 1, greedy=True, with_values=True)
+        self._initial = dict(self.policy._initial)
+        self.recurrent = bool(self._initial)
+        self.max_seq_len = int(getattr(module, "model_config", {}).get("max_seq_len", 1) or 1)
+        self.sessions = SessionStore(self.settings.session_ttl_s, self.settings.max_sessions)
+        self.model_version = source.model_version
+        self._health_obs = self._health_observation()
+
+    @classmethod
+    def load(cls, ref: str, settings: ServiceSettings | None = None, **resolve_kwargs: Any) -> PolicyService:
+        """Resolve ``ref`` (:func:`serve.loader.resolve`) and load its RLModule."""
+        source = resolve(ref, **resolve_kwargs)
+        return cls(source, load_module(source.policy_dir), settings)
+
+    # --- preparing --------------------------------------------------------------------------------
+
+    def prepare(self, req: ActRequest, header_session_id: str | None = None) -> PreparedRequest:
+        """Observations of ``req`` (RequestError, HTTP 422, for what the model cannot take)."""
+        view = self.view
+        session_id = req.session_id
+        if header_session_id and session_id and header_session_id != session_id:
+            raise RequestError("session_id: differs from the x-session-id header", ("body", "session_id"))
+        session_id = session_id or header_session_id or None
+        use_session = self.recurrent and session_id is not None
+        index = self._index(req)
+        if view.kind == "portfolio":
+            return PreparedRequest([self._prepare_portfolio(req, index, session_id if use_session else None)],
+                                   use_session)
+        out = []
+        for i, item in enumerate(req.symbols):
+            loc = ("body", "symbols", i)
+            ts, ohlcv, funding = item.bars.arrays()
+            series = ob.Series(ts, ohlcv, funding)
+            steps = self._steps(req, len(ts), use_session, loc)
+            positions = step_positions(view.kind, item.position, item.position_history, steps, loc)
+            full = self._history(series, index, steps, req.require_full_history, loc)
+            try:
+                if view.kind == "stock":
+                    owned, held = stock_arrays(positions)
+                    obs = ob.stock_observation(view, series, index, owned, held)
+                else:
+                    obs = ob.futures_observation(view, series, **futures_arrays(positions, ohlcv[-steps:, 3]))
+            except ValueError as exc:
+                raise RequestError(str(exc), loc) from exc
+            key = f"{session_id}|{item.symbol}" if use_session else None
+            out.append(PreparedDecision([item.symbol], int(ts[-1]), obs, key, full))
+        return PreparedRequest(out, use_session)
+
+    def _prepare_portfolio(self, req: ActRequest, index: ob.Series | None, session_id: str | None
+                           ) -> PreparedDecision:
+        view = self.view
+        if len(req.symbols) != view.n_assets:
+            raise RequestError(f"symbols: this portfolio model trades {view.n_assets} assets, got "
+                               f"{len(req.symbols)}", ("body", "symbols"))
+        if req.cash_usd is None:
+            raise RequestError("cash_usd: required by portfolio models", ("body", "cash_usd"))
+        series = [ob.Series(*item.bars.arrays()) for item in req.symbols]
+        steps = self._steps(req, min(len(s.ts) for s in series), session_id is not None, ("body", "symbols"))
+        tails = {tuple(s.ts[-steps:]) for s in series}
+        if len(tails) != 1:
+            raise RequestError(f"symbols: every asset's bars must end on the same {steps} timestamp(s)",
+                               ("body", "symbols"))
+        qty, held, full = [], [], True
+        for i, (item, s) in enumerate(zip(req.symbols, series, strict=True)):
+            loc = ("body", "symbols", i)
+            steps_i = step_positions("portfolio", item.position, item.position_history, steps, loc)
+            qty.append([p.qty for p in steps_i])
+            held.append([p.bars_held for p in steps_i])
+            full &= self._history(s, index, steps, req.require_full_history, loc)
+        qty_a, held_a = np.array(qty).T, np.array(held, dtype=np.int64).T
+        cash = np.full(steps, float(req.cash_usd))
+        if float(req.cash_usd) + float(qty_a[-1] @ np.array([s.ohlcv[-1, 3] for s in series])) <= 0:
+            raise RequestError("cash_usd: the portfolio's equity (cash + positions at the last close) is <= 0",
+                               ("body", "cash_usd"))
+        initial = float(req.initial_cash_usd or view.config.initial_cash_usd)
+        try:
+            obs = ob.portfolio_observation(view, series, index, qty_a, held_a, cash, initial)
+        except ValueError as exc:
+            raise RequestError(str(exc), ("body", "symbols")) from exc
+        return PreparedDecision([s.symbol for s in req.symbols], int(series[0].ts[-1]), obs, session_id, full)
+
+    def _index(self, req: ActRequest) -> ob.Series | None:
+        if not self.view.spec.with_index:
+            return None
+        required, symbol = self.source.index_required, self.source.index_symbol
+        if req.index is None and required:
+            raise RequestError(f"index: this model was trained with a market index{f' ({symbol})' if symbol else ''}"
+                               "; send its bars", ("body", "index"))
+        if req.index is not None and required is False:
+            raise RequestError("index: this model was trained without one (a flat index); omit it",
+                               ("body", "index"))
+        return None if req.index is None else ob.Series(*req.index.arrays())
+
+    def _steps(self, req: ActRequest, n_bars: int, use_session: bool, loc: tuple) -> int:
+        """Bars the policy runs over: 1, or a recurrent replay's length."""
+        w = self.view.window_bars
+        if n_bars < w:
+            raise RequestError(f"bars: {n_bars} given, the model's observation window needs {w} (about "
+                               f"{self.view.full_history_bars()} for exact parity with the env's longer history)",
+                               (*loc, "bars"))
+        if not self.recurrent or (use_session and req.replay_bars is None):
+            return 1
+        if req.replay_bars is not None:
+            if n_bars < w + req.replay_bars - 1:
+                raise RequestError(f"bars: a replay of {req.replay_bars} bars needs {w + req.replay_bars - 1} "
+                                   f"bars (a full {w}-bar window at each), got {n_bars}", (*loc, "bars"))
+            return req.replay_bars
+        return min(self.max_seq_len, n_bars - w + 1)
+
+    def _history(self, s: ob.Series, index: ob.Series | None, steps: int, required: bool, loc: tuple) -> bool:
+        gap = ob.history_gap(self.view, s, index, steps)
+        if gap is not None and required:
+            raise RequestError(f"require_full_history: {gap}", (*loc, "bars"))
+        return gap is None
+
+    # --- running ------------------------------------------------------------------------------------
+
+    def act(self, req: ActRequest, header_session_id: str | None = None) -> ActResponse:
+        out = self.run([self.prepare(req, header_session_id)])[0]
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def run(self, prepared: list[PreparedRequest]) -> list[ActResponse | ServeError]:
+        """Answer prepared requests together (one forward per wave and replay length)."""
+        answers: list[Any] = [None] * len(prepared)
+        decisions: list[list[Decision | None]] = [[None] * len(p.decisions) for p in prepared]
+        for wave in _waves(prepared):
+            tickets: dict[tuple[int, int], Any] = {}
+            for r in wave:
+                try:
+                    for d, dec in enumerate(prepared[r].decisions):
+                        if dec.session_key is not None:
+                            tickets[(r, d)] = self.sessions.begin(dec.session_key, dec.ts_ns)
+                except RequestError as exc:
+                    answers[r] = exc
+            groups: dict[int, list[tuple[int, int]]] = defaultdict(list)
+            for r in wave:
+                if answers[r] is None:
+                    for d, dec in enumerate(prepared[r].decisions):
+                        t = tickets.get((r, d))
+                        resume = t is not None and t.exists and not (t.retry and t.state_in is None)
+                        groups[1 if resume else len(next(iter(dec.obs.values())))].append((r, d))
+            for steps, items in sorted(groups.items()):
+                try:
+                    self._run_group(prepared, items, steps, tickets, decisions)
+                except ServeError as exc:
+                    for r, _ in items:
+                        answers[r] = exc
+        for r in range(len(prepared)):
+            if answers[r] is None:
+                answers[r] = ActResponse(model_version=self.model_version, env_id=self.view.env_id,
+                                         decisions=decisions[r])
+        return answers
+
+    def _run_group(self, prepared, items, steps, tickets, decisions) -> None:
+        decs = [prepared[r].decisions[d] for r, d in items]
+        obs = {k: np.stack([dec.obs[k][-steps:] for dec in decs]) for k in decs[0].obs}
+        if steps == 1:
+            obs = {k: v[:, 0] for k, v in obs.items()}
+        states = [tickets[i].state_in if i in tickets else None for i in items]
+        step, new_states = self._forward(obs, states if steps == 1 else [None] * len(items))
+        for b, ((r, d), dec) in enumerate(zip(items, decs, strict=True)):
+            ticket = tickets.get((r, d))
+            if ticket is not None:
+                self.sessions.commit(ticket, dec.ts_ns, new_states[b])
+            mode = "session" if ticket is not None else ("replay" if self.recurrent else "stateless")
+            decisions[r][d] = self._decision(step, b, dec, mode, steps, ticket.step if ticket else None)
+
+    def _forward(self, obs: dict[str, np.ndarray], states: list[dict | None]) -> tuple[Any, list[dict]]:
+        """One batched policy step (obs ``[B, ...]`` or ``[B, T, ...]``) from per-row states."""
+        policy, torch = self.policy, self._torch
+        if self.recurrent:
+            policy.state = {k: torch.stack([(s or self._initial)[k] for s in states]) for k in self._initial}
+        else:
+            policy.state = {}
+        step = policy.act(obs)
+        new = [{k: v[b].clone() for k, v in policy.state.items()} for b in range(len(states))]
+        return step, new
+
+    def _decision(self, step: Any, b: int, dec: PreparedDecision, mode: str, steps: int,
+                  session_step: int | None) -> Decision:
+        """Row ``b`` of a policy step (its last time step for a replay) as a Decision."""
+        space, labels = self.module.action_space, self.view.action_labels
+        last = (lambda a: a[-1]) if steps > 1 else (lambda a: a)
+        action = last(np.asarray(step.actions[b]))
+        logits = last(np.asarray(step.dist_inputs[b], dtype=np.float64))
+        value = None if step.values is None else float(last(np.asarray(step.values[b])))
+        probs: Any = None
+        label: Any = None
+        if isinstance(space, gym.spaces.Discrete):
+            act: Any = int(action)
+            probs = last(np.asarray(step.action_probs[b])).tolist()  # BatchedPolicy's (float32) softmax
+            label = labels[act] if labels else None
+        elif isinstance(space, gym.spaces.MultiDiscrete):
+            act = [int(a) for a in action]
+            probs = [_softmax(part).tolist() for part in np.split(logits, np.cumsum(space.nvec)[:-1])]
+            label = [labels[a] for a in act] if labels else None
+        else:
+            act = [float(a) for a in np.atleast_1d(action)]
+        if not (np.isfinite(logits).all() and (value is None or math.isfinite(value))):
+            raise ServeError("the policy produced non-finite outputs")
+        return Decision(symbols=dec.symbols, ts_ns=dec.ts_ns, action=act, action_label=label, action_probs=probs,
+                        value=value, mode=mode, replayed_bars=steps, session_step=session_step,
+                        full_history=dec.full_history)
+
+    # --- health and info -------------------------------------------------------------------------------
+
+    def _health_observation(self) -> dict[str, np.ndarray]:
+        """A flat position on a calm synthetic series, through the builder (checked at load)."""
+        view = self.view
+        n = view.window_bars + 2
+        ts = hourly_ts_ns(n) if view.spec.bar_name == "hourly" else business_days_ts_ns(n)
+        close = 100.0 * np.exp(0.001 * np.sin(np.arange(n)))
+        ohlcv = np.column_stack([close, close * 1.001, close * 0.999, close, np.full(n, 1e3)])
+        s = ob.Series(ts, ohlcv, np.zeros(n) if view.spec.with_funding else None)
+        if view.kind == "portfolio":
+            a = view.n_assets or 1
+            obs = ob.portfolio_observation(view, [s] * a, s, np.zeros((1, a)), np.zeros((1, a), np.int64),
+                                           np.array([view.config.initial_cash_usd]), view.config.initial_cash_usd)
+        elif view.kind == "futures":
+            obs = ob.futures_observation(view, s, np.zeros(1), close[-1:], np.zeros(1), np.zeros(1), np.ones(1),
+                                         np.zeros(1, np.int64))
+        else:
+            obs = ob.stock_observation(view, s, s, np.zeros(1, bool), np.zeros(1, np.int64))
+        fields = {k: tuple(v.shape[1:]) for k, v in obs.items()}
+        if fields != view.fields:
+            raise ServeError(f"the builder's observation {fields} does not match the module's {view.fields}")
+        return obs
+
+    def health_check(self) -> float:
+        """Run one forward pass; returns its milliseconds, raises ServeError if the model cannot run."""
+        t0 = time.perf_counter()
+        try:
+            step, _ = self._forward({k: v for k, v in self._health_obs.items()}, [None])
+        except Exception as exc:  # noqa: BLE001 - whatever breaks the forward pass
+            raise ServeError(f"forward pass failed: {exc}") from exc
+        if not np.isfinite(np.asarray(step.dist_inputs, dtype=np.float64)).all():
+            raise ServeError("forward pass produced non-finite outputs")
+        return (time.perf_counter() - t0) * 1e3
+
+    def info(self) -> ModelInfo:
+        view, src = self.view, self.source
+        spec = view.spec
+        return ModelInfo(
+            model_version=self.model_version, model_class=type(self.module).__name__,
+            model_settings=dict(getattr(self.module, "model_config", {}) or {}), recurrent=self.recurrent,
+            env_id=view.env_id, env_kind=view.kind, env_config=_jsonable(src.env_config),
+            observation_spec=_jsonable(spec.__dict__), observation_fields={k: list(s) for k, s in view.fields.items()},
+            action_space=str(self.module.action_space),
+            action_labels=list(view.action_labels) if view.action_labels else None,
+            min_bars=view.window_bars, full_history_bars=view.full_history_bars(),
+            index={"observed": spec.with_index, "required": src.index_required, "symbol": src.index_symbol},
+            training_run=_jsonable(src.training_run) if src.training_run else None,
+            sessions={"ttl_s": self.sessions.ttl_s, "max_sessions": self.sessions.max_sessions,
+                      "active": len(self.sessions), "max_seq_len": self.max_seq_len if self.recurrent else None})
+
+
+def _waves(prepared: list[PreparedRequest]) -> list[list[int]]:
+    """Request indices grouped so that no two requests in a wave share a session key."""
+    wave_of: list[int] = []
+    last_wave: dict[str, int] = {}
+    for p in prepared:
+        keys = {d.session_key for d in p.decisions if d.session_key is not None}
+        w = 1 + max((last_wave[k] for k in keys if k in last_wave), default=-1)
+        for k in keys:
+            last_wave[k] = w
+        wave_of.append(w)
+    return [[r for r, w in enumerate(wave_of) if w == i] for i in range(max(wave_of, default=-1) + 1)]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max())
+    return z / z.sum()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+__all__ = ["Position", "PolicyService", "PreparedRequest", "ServiceSettings"]
