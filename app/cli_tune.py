@@ -17,9 +17,7 @@ def tune_command(
 ) -> None:
     """Search hyperparameters with Ray Tune; every trial is an MLflow child run of the sweep.
 
-    The objective is a validation metric (tune.metric, e.g. val_greedy/sharpe); the test split
-    is never read. At the end the best trial's policy is exported and registered, and PBO and
-    the deflated Sharpe ratio say how much its score is worth.
+    The objective is a validation metric (tune.metric, e.g. val_greedy/sharpe); the test split is never read. At the end the best trial's policy is exported and registered, and PBO and the deflated Sharpe ratio say how much its score is worth.
     """
     from rich.console import Console
 

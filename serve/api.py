@@ -17,6 +17,7 @@ Robustness, in the order a request meets it:
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +33,7 @@ from serve.policy_service import PolicyService, PreparedRequest
 from serve.schemas import SESSION_PATTERN, ActRequest, ActResponse, Health, ModelInfo
 
 API_TITLE = "raytrade policy service"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,10 @@ def create_api(backend: Backend, settings: ApiSettings) -> FastAPI:
         """Liveness and readiness: 200 when the model runs a forward pass, else 503. No API key."""
         try:
             await backend.health()
-        except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy"
-            return JSONResponse(Health(status="unhealthy", detail=str(exc)[:500]).model_dump(), 503)
+        except Exception:  # noqa: BLE001 - any failure is "unhealthy"; details go to the log only
+            log.exception("health check failed")
+            return JSONResponse(Health(status="unhealthy", detail="the model cannot run a forward pass").model_dump(),
+                                503)
         return Health(status="ok")
 
     @app.get("/v1/models", response_model=ModelInfo, dependencies=auth)

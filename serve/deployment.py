@@ -9,7 +9,9 @@
 * ``check_health`` runs a forward pass (Serve restarts a replica that fails it);
   ``GET /v1/health`` does the same for load balancers.
 * With several replicas, sessions stick to a replica by the ``x-session-id`` header
-  (Ray's consistent-hash request router), since recurrent state lives in replica memory.
+  (Ray's consistent-hash request router), since recurrent state lives in replica memory. The
+  proxy picks an app's router when the app first appears: going from 1 replica to several,
+  deploy a new app (or restart) rather than updating it in place.
 * Access logs are off unless ``access_log``; the API key reaches replicas only as a salted
   digest (:mod:`serve.auth`).
 * Optional direct ingress (:func:`serve.direct_ingress.direct_ingress_env`, Ray Serve's throughput-optimized mode):

@@ -30,7 +30,7 @@ from serve import observations as ob
 from serve.errors import RequestError, ServeError
 from serve.loader import PolicySource, load_module, resolve
 from serve.positions import futures_arrays, step_positions, stock_arrays
-from serve.schemas import ActRequest, ActResponse, Decision, ModelInfo, Position
+from serve.schemas import ActRequest, ActResponse, Decision, ModelInfo
 from serve.sessions import SessionStore
 
 
@@ -71,7 +71,8 @@ class PolicyService:
             raise ServeError(f"{source.ref}: {exc}") from exc
         self._torch = torch
         self.policy = BatchedPolicy(module, module.action_space, 1, greedy=True, with_values=True)
-        self._initial = dict(self.policy._initial)
+        initial = module.get_initial_state() if hasattr(module, "get_initial_state") else {}
+        self._initial = {k: torch.as_tensor(np.asarray(v)) for k, v in initial.items()}
         self.recurrent = bool(self._initial)
         self.max_seq_len = int(getattr(module, "model_config", {}).get("max_seq_len", 1) or 1)
         self.sessions = SessionStore(self.settings.session_ttl_s, self.settings.max_sessions)
@@ -355,5 +356,3 @@ def _jsonable(value: Any) -> Any:
         return value
     return str(value)
 
-
-__all__ = ["Position", "PolicyService", "PreparedRequest", "ServiceSettings"]

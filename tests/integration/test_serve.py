@@ -110,11 +110,36 @@ def test_a_burst_beyond_the_queue_gets_quick_503s(served):
     assert call(port, "GET", "/v1/health")[0] == 200  # still healthy afterwards
 
 
+def test_sessions_stick_to_one_of_two_replicas(served, tmp_path):
+    """Recurrent state lives in a replica: with 2 replicas, x-session-id routes each session to
+    one of them (consistent hashing), so every session counts its steps without a reset."""
+    from ray import serve
+
+    from serve.auth import ApiKeyVerifier
+    from serve.deployment import DeploymentOptions, build
+
+    port, g, _, _ = served
+    config = {"market": g.market, "index": g.index, "window_bars": 10, "episode_bars": 32}
+    run = save_run(build_module(config, "gru"), tmp_path, config, name="itest_gru")
+    serve.delete("raytrade-itest")  # a new app: the proxy picks a request router when an app appears
+    serve.run(build(DeploymentOptions(ref=str(run), replicas=2, num_cpus=0.5), ApiKeyVerifier.from_key(API_KEY)),
+              name="raytrade-sticky", route_prefix="/")
+    for session in ("alpha", "beta", "gamma", "delta"):
+        steps = []
+        for row in range(100, 108):
+            body = json.dumps(act_body(g, "SYN0", row)).encode()
+            status, out, _ = call(port, "POST", "/v1/act", body, KEY | {"x-session-id": session})
+            assert status == 200, out
+            steps.append(json.loads(out)["decisions"][0]["session_step"])
+        assert steps == list(range(1, 9)), (session, steps)
+
+
 def test_shutdown_is_clean(served):
     from ray import serve
 
     port = served[0]
-    serve.delete("raytrade-itest")
+    for name in serve.status().applications:
+        serve.delete(name)
     deadline = time.time() + 20
     while time.time() < deadline and call(port, "GET", "/v1/health", timeout=5)[0] == 200:
         time.sleep(0.2)
