@@ -117,6 +117,10 @@ def _loop(session: TrainingSession, run: RunDir, state: RunState, tracker: Any, 
         t0 = time.perf_counter()
         metrics = session.step()
         state.iteration, state.env_steps = session.iteration, session.env_steps
+        if exp.curriculum is not None:
+            from app.training.curriculum import stage_tags  # local: it pulls in ray
+
+            tracker.set_tags(stage_tags(exp.curriculum, metrics))
         if session.evaluation_due():
             metrics |= session.evaluate()
             _track_best(exp, session.algo, run, state, metrics)
