@@ -51,8 +51,9 @@ def make_splits(exp: Experiment) -> dict[str, Split]:
         meta = meta[meta["symbol"].isin(universe)]
         splits["by_symbol"] = split_by_symbol(meta, seed=exp.seed, fractions=dict(data.by_symbol.fractions))
     if data.by_time is not None:
-        if data.index is None:
-            calendar = store.read(key, universe[:1])["timestamp"]
+        if data.index is None:  # a train symbol's bars as the calendar (never a test symbol's)
+            train = splits["by_symbol"].symbols.get("train", ()) if "by_symbol" in splits else universe
+            calendar = store.read(key, list(train)[:1])["timestamp"]
         else:
             index_key = DatasetKey(data.index.source, data.index.market_type, data.index.timeframe)
             calendar = store.read(index_key, [data.index.symbol])["timestamp"]
