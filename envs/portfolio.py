@@ -72,13 +72,12 @@ Inputs
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from envs.core.engine import EngineConfig
 from envs.core.market import MarketArrays
 from envs.core.portfolio_engine import PortfolioEngine
-from envs.vector import EngineEnv, EngineVectorEnv
+from envs.vector import EngineEnv, EngineVectorEnv, resolve_inputs
 
 ACTION_MODES = ("discrete", "continuous")
 SHORT, FLAT, LONG = 0, 1, 2  # discrete actions with allow_short (without: 0 = flat, 1 = long)
@@ -151,20 +150,6 @@ class PortfolioConfig(EngineConfig):
             self._fail("market_seed", "must be an int >= 0")
 
 
-def _resolve(market: MarketArrays | None, index: MarketArrays | None, config: PortfolioConfig | None,
-             overrides: Mapping) -> tuple[MarketArrays, MarketArrays | None, PortfolioConfig]:
-    if config is None:
-        config = PortfolioConfig.from_mapping(dict(overrides))
-    elif overrides:
-        config = config.with_overrides(**overrides)
-    if market is None:
-        from envs import synthetic  # lazy: only when no market is given
-
-        generated = synthetic.generate(config.synthetic, seed=config.market_seed)
-        market, index = generated.market, generated.index if index is None else index
-    return market, index, config
-
-
 class PortfolioEnv(EngineEnv):
     """Portfolio-v0 single face: a B = 1 view of the batched :class:`PortfolioEngine`."""
 
@@ -172,7 +157,7 @@ class PortfolioEnv(EngineEnv):
                  config: PortfolioConfig | None = None, render_mode: str | None = None, **overrides) -> None:
         if render_mode is not None:
             raise ValueError(f"render_mode: PortfolioEnv does not render, got {render_mode!r}")
-        market, index, config = _resolve(market, index, config, overrides)
+        market, index, config = resolve_inputs(PortfolioConfig, market, index, config, overrides)
         super().__init__(PortfolioEngine(market, config, index=index, num_envs=1))
         self.config = config
 
@@ -189,7 +174,7 @@ class PortfolioVectorEnv(EngineVectorEnv):
                  config: PortfolioConfig | None = None, render_mode: str | None = None, **overrides) -> None:
         if render_mode is not None:
             raise ValueError(f"render_mode: PortfolioVectorEnv does not render, got {render_mode!r}")
-        market, index, config = _resolve(market, index, config, overrides)
+        market, index, config = resolve_inputs(PortfolioConfig, market, index, config, overrides)
         super().__init__(PortfolioEngine(market, config, index=index, num_envs=num_envs))
         self.config = config
 

@@ -36,14 +36,13 @@ Inputs
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from envs.core import spaces
 from envs.core.engine import Engine, EngineConfig
 from envs.core.market import MarketArrays
 from envs.core.observation import ObservationSpec, observation_space
-from envs.vector import EngineEnv, EngineVectorEnv
+from envs.vector import EngineEnv, EngineVectorEnv, resolve_inputs
 
 MODES = ("buy_only", "swing")
 HOLD, BUY, SELL = 0, 1, 2
@@ -125,26 +124,12 @@ class StockSwingEngine(Engine):
         return buy | ((action == SELL) & (qty > 0.0)), buy * self._fraction
 
 
-def _resolve(market: MarketArrays | None, index: MarketArrays | None, config: StockSwingConfig | None,
-             overrides: Mapping) -> tuple[MarketArrays, MarketArrays | None, StockSwingConfig]:
-    if config is None:
-        config = StockSwingConfig.from_mapping(dict(overrides))
-    elif overrides:
-        config = config.with_overrides(**overrides)
-    if market is None:
-        from envs import synthetic  # lazy: only when no market is given
-
-        generated = synthetic.generate(config.synthetic, seed=config.market_seed)
-        market, index = generated.market, generated.index if index is None else index
-    return market, index, config
-
-
 class StockSwingEnv(EngineEnv):
     def __init__(self, market: MarketArrays | None = None, index: MarketArrays | None = None,
                  config: StockSwingConfig | None = None, render_mode: str | None = None, **overrides) -> None:
         if render_mode is not None:
             raise ValueError(f"render_mode: StockSwingEnv does not render, got {render_mode!r}")
-        market, index, config = _resolve(market, index, config, overrides)
+        market, index, config = resolve_inputs(StockSwingConfig, market, index, config, overrides)
         super().__init__(StockSwingEngine(market, config, index=index, num_envs=1, batched=False))
         self.config = config
 
@@ -156,7 +141,7 @@ class StockSwingVectorEnv(EngineVectorEnv):
                  config: StockSwingConfig | None = None, render_mode: str | None = None, **overrides) -> None:
         if render_mode is not None:
             raise ValueError(f"render_mode: StockSwingVectorEnv does not render, got {render_mode!r}")
-        market, index, config = _resolve(market, index, config, overrides)
+        market, index, config = resolve_inputs(StockSwingConfig, market, index, config, overrides)
         super().__init__(StockSwingEngine(market, config, index=index, num_envs=num_envs, batched=True))
         self.config = config
 

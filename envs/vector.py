@@ -13,6 +13,7 @@ vector face of one env and the single face produce the same episodes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -21,6 +22,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from envs.core.engine import Engine
+from envs.core.market import MarketArrays
 from envs.core.spaces import batch_space
 
 
@@ -138,3 +140,20 @@ class EngineVectorEnv(VectorEnv):
         """``VectorEnv.call`` for curriculum hooks (``set_task``): the engine or env attribute."""
         target = getattr(self, name) if hasattr(self, name) else getattr(self.engine, name)
         return target(*args, **kwargs) if callable(target) else target
+
+
+def resolve_inputs(config_cls: type, market: MarketArrays | None, index: MarketArrays | None, config: Any,
+                   overrides: Mapping) -> tuple[MarketArrays, MarketArrays | None, Any]:
+    """What every face's constructor does first: a validated config (from ``overrides`` or a
+    given config plus overrides) and, without a market, the seeded synthetic market the config
+    names (``config.synthetic``, ``config.market_seed``), so ``gym.make(id)`` needs no data."""
+    if config is None:
+        config = config_cls.from_mapping(dict(overrides))
+    elif overrides:
+        config = config.with_overrides(**overrides)
+    if market is None:
+        from envs import synthetic  # lazy: only when no market is given
+
+        generated = synthetic.generate(config.synthetic, seed=config.market_seed)
+        market, index = generated.market, generated.index if index is None else index
+    return market, index, config
