@@ -14,7 +14,7 @@ Auth: token mode with a token made for this test. ``RAY_AUTH_MODE=token`` and
 run; the nodes pass it on to the job's driver and its workers. ``~/.ray/auth_token`` is never read
 or written. The test also checks that the dashboard refuses a request without the token.
 
-Stopping: never ``ray stop`` (it kills every Ray process on the machine). Each ``ray start`` runs in
+Stopping: never the ray CLI's stop command (it kills every Ray process on the machine). Each ``ray start`` runs in
 a new session (``setsid``), so every daemon it starts (GCS, raylet, dashboard, agents) and every
 worker the raylet forks carries that session id; Linux does not reuse a pid while it is still a
 session id, so that set is exactly ours. At teardown we take those processes, their descendants
@@ -120,7 +120,7 @@ def _kill(pids: set[int], sig: int) -> None:
 def _stop_processes(session_ids: set[int], marker: str) -> set[int]:
     """SIGTERM our processes, wait up to 5 s, SIGKILL the rest; repeat while new ones show up.
 
-    (The raylets and the GCS rarely exit on SIGTERM within seconds; `ray stop` waits 16 s. The
+    (The raylets and the GCS rarely exit on SIGTERM within seconds; the ray CLI's stop command waits 16 s. The
     cluster is thrown away, so a short grace is enough.)"""
     killed: set[int] = set()
     for _ in range(3):
