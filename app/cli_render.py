@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -12,7 +13,8 @@ from rich.table import Table
 
 from app.data.ingest import IngestResult, PullOutcome
 
-console = Console()
+#: wide when not a terminal (CI logs, `make demo | tee`), so tables are not squeezed to 80 columns
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def print_ingest(result: IngestResult) -> None:
@@ -84,6 +86,7 @@ def print_headline(headline: pd.DataFrame, title: str) -> None:
                 continue
             r = row.iloc[0]
             ci = "" if pd.isna(r["ci_low"]) or r["ci_low"] == r["ci_high"] else f" [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
-            cells.append(f"{r['value']:.3f}{ci}")
+            value = 0.0 if r["value"] == 0 else r["value"]  # no "-0.000"
+            cells.append(f"{value:.3f}{ci}")
         table.add_row(symbol, metric, *cells)
     console.print(table)

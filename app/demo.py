@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from rich.console import Console
 from rich.table import Table
 
-from app.cli_render import print_catalog, print_ingest
+from app.cli_render import console, print_catalog, print_ingest
 from app.data.market import load_market
 from app.data.resample import resample_daily
 from app.data.sample import import_directory
@@ -24,7 +23,6 @@ from app.data.schema import DatasetKey, Kind
 from app.data.splits import split_by_symbol, split_by_time
 from app.data.store import ParquetStore
 
-console = Console()
 STOCKS = DatasetKey("stooq", "stock", "1d")
 INDEX = DatasetKey("stooq", "index", "1d")
 PERPS = DatasetKey("binanceusdm", "swap", "1h")
