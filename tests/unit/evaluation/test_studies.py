@@ -45,8 +45,8 @@ from app.training.run_dir import RunDir
 from envs import synthetic
 from envs.core.market import CLOSE, MarketArrays
 from envs.core.observation import ObservationSpec, market_observation, prepare_features
-from envs.stock_swing import StockSwingEngine, _resolve
-from envs.vector import EngineVectorEnv
+from envs.stock_swing import StockSwingConfig, StockSwingEngine
+from envs.vector import EngineVectorEnv, resolve_inputs
 from tests.unit.models import small_config
 
 torch.set_num_threads(1)
@@ -73,7 +73,7 @@ class LeakyEngine(StockSwingEngine):
 
 class LeakySwingVectorEnv(EngineVectorEnv):
     def __init__(self, num_envs: int = 1, market=None, index=None, config=None, **overrides) -> None:
-        market, index, config = _resolve(market, index, config, overrides)
+        market, index, config = resolve_inputs(StockSwingConfig, market, index, config, overrides)
         super().__init__(LeakyEngine(market, config, index=index, num_envs=num_envs, batched=True))
 
 
