@@ -17,39 +17,35 @@ also sets the host, the port, the proxy timeout and turns the proxy's access log
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
 
 from app.errors import ConfigError
 from serve.auth import DEFAULT_ENV, ApiKeyVerifier
 from serve.deployment import DeploymentOptions, build
 from serve.registry import absolute_tracking_uri
 
+#: DeploymentOptions fields that ``serve run`` resolves itself; every other field (replicas,
+#: batching, queue, timeouts, sessions, docs, logs...) is a knob taken as given.
+_RESOLVED = {"ref", "checkpoint", "runs_dir", "tracking_uri", "env_config"}
+KNOBS = tuple(f.name for f in fields(DeploymentOptions) if f.name not in _RESOLVED)
+
 
 class BuildArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The arguments ``serve run`` passes as strings; knobs are checked by name here and by
+    value by :class:`DeploymentOptions` itself (one list of settings and defaults, not two)."""
+
+    model_config = ConfigDict(extra="allow")
 
     checkpoint: str
     which: str = "final"
-    replicas: int = 1
-    num_cpus: float = 1.0
-    max_batch_size: int = 16
-    batch_wait_timeout_s: float = 0.0
-    max_ongoing_requests: int | None = None
-    max_queued_requests: int = 64
-    request_timeout_s: float = 10.0
-    max_body_bytes: int = 4 * 2**20
-    session_ttl_s: float = 172_800.0
-    max_sessions: int = 100_000
-    public_docs: bool = False
-    access_log: bool = False
-    api_key_env: str = DEFAULT_ENV
-    env_id: str | None = None
-    env_config: dict[str, Any] = {}
     tracking_uri: str | None = None
     runs_dir: str = "runs"
+    api_key_env: str = DEFAULT_ENV
+    env_config: dict[str, Any] = {}
 
     @field_validator("env_config", mode="before")
     @classmethod
@@ -61,19 +57,19 @@ def options_from_args(args: dict[str, Any]) -> tuple[DeploymentOptions, str]:
     """``serve run`` arguments -> (DeploymentOptions, the API key's environment variable)."""
     try:
         parsed = BuildArgs.model_validate(args)
+        knobs = dict(parsed.model_extra or {})
+        unknown = sorted(set(knobs) - set(KNOBS))
+        if unknown:
+            raise ConfigError(f"serve.app:build_app arguments: unknown {unknown}; known: "
+                              f"{sorted({*BuildArgs.model_fields, *KNOBS})}")
+        ref = parsed.checkpoint
+        if not ref.startswith("models:/") and Path(ref).expanduser().exists():
+            ref = str(Path(ref).expanduser().resolve())  # replicas may not share the driver's cwd
+        options = TypeAdapter(DeploymentOptions).validate_python(knobs | {
+            "ref": ref, "checkpoint": parsed.which, "runs_dir": str(Path(parsed.runs_dir).resolve()),
+            "env_config": parsed.env_config, "tracking_uri": absolute_tracking_uri(parsed.tracking_uri)})
     except (ValidationError, json.JSONDecodeError) as exc:
         raise ConfigError(f"serve.app:build_app arguments: {exc}") from exc
-    ref = parsed.checkpoint
-    if not ref.startswith("models:/") and Path(ref).expanduser().exists():
-        ref = str(Path(ref).expanduser().resolve())  # replicas may not share the driver's cwd
-    options = DeploymentOptions(
-        ref=ref, checkpoint=parsed.which, runs_dir=str(Path(parsed.runs_dir).resolve()), env_id=parsed.env_id,
-        env_config=parsed.env_config, tracking_uri=absolute_tracking_uri(parsed.tracking_uri), replicas=parsed.replicas,
-        num_cpus=parsed.num_cpus, max_batch_size=parsed.max_batch_size,
-        batch_wait_timeout_s=parsed.batch_wait_timeout_s, max_ongoing_requests=parsed.max_ongoing_requests,
-        max_queued_requests=parsed.max_queued_requests, request_timeout_s=parsed.request_timeout_s,
-        max_body_bytes=parsed.max_body_bytes, session_ttl_s=parsed.session_ttl_s,
-        max_sessions=parsed.max_sessions, public_docs=parsed.public_docs, access_log=parsed.access_log)
     return options, parsed.api_key_env
 
 

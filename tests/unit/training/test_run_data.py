@@ -74,9 +74,9 @@ def test_synthetic_experiments_need_no_data():
     assert run.splits == {} and run.validation_env_config["market_seed"] == 3  # another path
 
 
-def test_training_code_paths_never_read_test_symbols_from_the_store(store_and_meta, monkeypatch):
-    """Instrument the store: building splits and the train/validation envs reads no test bars."""
-    store, meta_path = store_and_meta
+@pytest.fixture
+def store_reads(monkeypatch) -> list[str]:
+    """Every symbol read from any ParquetStore (bars or arrays) while the test runs."""
     reads: list[str] = []
     real_read, real_load = ParquetStore.read, ParquetStore.load_arrays
 
@@ -91,8 +91,14 @@ def test_training_code_paths_never_read_test_symbols_from_the_store(store_and_me
     monkeypatch.setattr(ParquetStore, "read", read)
     monkeypatch.setattr(ParquetStore, "load_arrays", load_arrays)
     load_env_data.cache_clear()
+    return reads
+
+
+def test_training_code_paths_never_read_test_symbols_from_the_store(store_and_meta, store_reads):
+    """Instrument the store: building splits and the train/validation envs reads no test bars."""
+    store, meta_path = store_and_meta
     run = resolve_run_data(experiment(store, meta_path))
     for cfg in (run.train_env_config, run.validation_env_config):
         create_env("raytrade/StockSwing-v0", cfg | {"num_envs": 2}).close()
     test_symbols = set(run.splits["by_symbol"].symbols["test"])
-    assert reads and not test_symbols & set(reads)
+    assert store_reads and not test_symbols & set(store_reads)

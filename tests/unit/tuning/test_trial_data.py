@@ -7,39 +7,26 @@ import json
 
 import pytest
 
-from app.data.store import ParquetStore
 from app.errors import ConfigError
 from app.training import data as run_data
-from app.training.env_factory import create_env, load_env_data
+from app.training.env_factory import create_env
 from app.tuning.runner import absolutize
 from app.tuning.trainable import SweepContext, prepare_trial
-from tests.unit.training.test_run_data import experiment, store_and_meta  # noqa: F401 - fixture
+from tests.unit.training.test_run_data import experiment, store_and_meta, store_reads  # noqa: F401 - fixtures
 
 
 @pytest.fixture
-def instrumented(monkeypatch):
+def instrumented(monkeypatch, store_reads):  # noqa: F811
     """Every symbol read from the store, and every split part an env config is made for."""
-    reads: list[str] = []
     parts: list[str] = []
-    real_read, real_load, real_config = ParquetStore.read, ParquetStore.load_arrays, run_data.env_config_for
-
-    def read(self, key, symbols=None, *args, **kwargs):
-        reads.extend(symbols if symbols is not None else self.symbols(key))
-        return real_read(self, key, symbols, *args, **kwargs)
-
-    def load_arrays(self, key, symbols=None):
-        reads.extend(symbols if symbols is not None else self.symbols(key))
-        return real_load(self, key, symbols)
+    real_config = run_data.env_config_for
 
     def env_config_for(exp, splits, part):
         parts.append(part)
         return real_config(exp, splits, part)
 
-    monkeypatch.setattr(ParquetStore, "read", read)
-    monkeypatch.setattr(ParquetStore, "load_arrays", load_arrays)
     monkeypatch.setattr(run_data, "env_config_for", env_config_for)
-    load_env_data.cache_clear()
-    return reads, parts
+    return store_reads, parts
 
 
 def sweep_context(store, meta_path) -> SweepContext:
