@@ -53,3 +53,12 @@ class VendorError(SourceError):
 
 class SymbolNotFoundError(VendorError):
     """The vendor does not know the symbol (delisted, misspelled, wrong market)."""
+
+
+class ModelLoadError(RaytradeError):
+    """A checkpoint, its run directory or its registered model cannot be loaded or understood.
+
+    Serve answers it as HTTP 500 (see :mod:`serve.errors`); the CLI prints it on one line.
+    """
+
+    status_code = 500

@@ -57,8 +57,8 @@ def default_ref(pattern: str, model: str, tmp: Path) -> str:
     if runs:
         return str(runs[-1])
     from app.models import module_spec
+    from app.policy.loader import POLICY_SUBDIR
     from envs import make_creator
-    from serve.loader import POLICY_SUBDIR
 
     env = make_creator(ENV_ID)({})
     cfg = {"embed_dim": 32, "fusion_hiddens": [64]} | ({"gru_hidden": 32, "max_seq_len": 16} if model == "gru" else {})

@@ -128,7 +128,7 @@ def rllib_runner(model: str, args: argparse.Namespace) -> Runner:
 
     from app.models import count_parameters, module_spec
     from app.training.algo import build_algorithm_config
-    from app.training.env_factory import rllib_env_name
+    from app.training.rllib_env import rllib_env_name
 
     n_steps = args.attention_n_steps if model == "attention" else args.n_steps
     exp = experiment(model, args, n_steps)

@@ -159,7 +159,7 @@ def create_api(backend: Backend, settings: ApiSettings) -> FastAPI:
         prepared = backend.service.prepare(body, x_session_id)
         try:
             result = await asyncio.wait_for(backend.run(prepared), settings.request_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise HTTPException(504, f"request timed out after {settings.request_timeout_s} s") from None
         if isinstance(result, ServeError):
             raise result

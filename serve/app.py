@@ -10,7 +10,7 @@ Arguments (all but ``checkpoint`` optional; unknown ones are an error naming the
     api_key_env=RAYTRADE_API_KEY     the environment variable holding the API key (required)
     env_id=... env_config='{"window_bars": 50}' tracking_uri=sqlite:///mlruns.db runs_dir=runs
 
-``serve run`` binds its proxy to 127.0.0.1:8000 by default; ``raytrade serve`` (app/cli_serve.py)
+``serve run`` binds its proxy to 127.0.0.1:8000 by default; ``raytrade serve`` (app/cli/serve.py)
 also sets the host, the port, the proxy timeout and turns the proxy's access log off.
 """
 
@@ -24,9 +24,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
 
 from app.errors import ConfigError
+from app.tracking.registry import absolute_tracking_uri
 from serve.auth import DEFAULT_ENV, ApiKeyVerifier
 from serve.deployment import DeploymentOptions, build
-from serve.registry import absolute_tracking_uri
 
 #: DeploymentOptions fields that ``serve run`` resolves itself; every other field (replicas,
 #: batching, queue, timeouts, sessions, docs, logs...) is a knob taken as given.

@@ -6,17 +6,15 @@ one-line error; the HTTP layer (:mod:`serve.api`) turns them into JSON answers.
 
 from __future__ import annotations
 
-from app.errors import RaytradeError
+from app.errors import ModelLoadError, RaytradeError
+
+__all__ = ["ModelLoadError", "RequestError", "ServeError", "SessionConflictError"]
 
 
 class ServeError(RaytradeError):
     """Base class of the service's errors (HTTP 500 unless a subclass says otherwise)."""
 
     status_code = 500
-
-
-class ModelLoadError(ServeError):
-    """The checkpoint, its run directory or its registered model cannot be loaded or understood."""
 
 
 class RequestError(ServeError):

@@ -4,7 +4,7 @@
    the model (bars, index, positions) and builds its observations with the envs' one builder
    (:mod:`serve.observations`).
 2. :meth:`PolicyService.run` answers a LIST of prepared requests with batched forward passes
-   (what ``@serve.batch`` hands over), through :class:`app.evaluation.policy.BatchedPolicy`:
+   (what ``@serve.batch`` hands over), through :class:`app.policy.batched.BatchedPolicy`:
    the rule backtests use (greedy = the distribution's mode, softmax probabilities, the value
    head), recurrent state carried per session (:class:`~serve.sessions.SessionStore`) or
    replayed from the initial state over a window.
@@ -24,11 +24,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from app.evaluation.policy import BatchedPolicy
+from app.policy.batched import BatchedPolicy
+from app.policy.loader import PolicySource, load_module, resolve
 from envs.synthetic import business_days_ts_ns, hourly_ts_ns
 from serve import observations as ob
 from serve.errors import RequestError, ServeError
-from serve.loader import PolicySource, load_module, resolve
 from serve.positions import futures_arrays, step_positions, stock_arrays
 from serve.schemas import ActRequest, ActResponse, Decision, ModelInfo
 from serve.sessions import SessionStore
@@ -81,7 +81,7 @@ class PolicyService:
 
     @classmethod
     def load(cls, ref: str, settings: ServiceSettings | None = None, **resolve_kwargs: Any) -> PolicyService:
-        """Resolve ``ref`` (:func:`serve.loader.resolve`) and load its RLModule."""
+        """Resolve ``ref`` (:func:`app.policy.loader.resolve`) and load its RLModule."""
         source = resolve(ref, **resolve_kwargs)
         return cls(source, load_module(source.policy_dir), settings)
 

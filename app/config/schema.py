@@ -7,6 +7,7 @@ follow a schedule accept a number or a piecewise-linear list ``[[env_steps, valu
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -145,10 +146,23 @@ class CheckpointConfig(Frozen):
     keep: PositiveInt = 3
 
 
+#: the environment variable that overrides the default runs directory everywhere
+RUNS_DIR_ENV = "RAYTRADE_RUNS_DIR"
+
+
+def default_runs_dir() -> Path:
+    """The runs directory when none is given: ``$RAYTRADE_RUNS_DIR`` or ``runs``.
+
+    Every reader and writer of run directories (train, tune, backtest, evaluate, serve, runs)
+    resolves through this one function, so a run written by one command is found by the next.
+    """
+    return Path(os.environ.get(RUNS_DIR_ENV) or "runs")
+
+
 class TrackingConfig(Frozen):
     mlflow_uri: str = "sqlite:///mlruns.db"
     experiment: str = "raytrade"
-    runs_dir: Path = Path("runs")
+    runs_dir: Path = Field(default_factory=default_runs_dir)
     #: metric bounds checked every iteration (app/training/alerts.py); None disables alerts
     bounds_file: Path | None = Path("tune_configs/bounds.yaml")
     #: name of the MLflow registered model the final policy is added to (default: the experiment's name)

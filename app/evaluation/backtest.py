@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from app.evaluation.policy import BatchedPolicy, ObsTransform
-from app.training.env_factory import create_env
+from app.policy.batched import BatchedPolicy, ObsTransform
+from app.runs.env_factory import create_env
 
 
 @dataclass
@@ -85,7 +85,7 @@ def backtest(module: Any, env_id: str, env_config: dict[str, Any], *, symbols: l
 
     ``with_values`` records the value estimate (one extra head, and the train-path forward
     pass that exposes the embeddings it reads). ``obs_transform`` is handed to
-    :class:`~app.evaluation.policy.BatchedPolicy` (studies that alter what the policy sees)."""
+    :class:`~app.policy.batched.BatchedPolicy` (studies that alter what the policy sees)."""
     if samples < 1 or (greedy and samples != 1):
         raise ValueError(f"samples: a greedy backtest takes 1 sample, a stochastic one >= 1; got {samples}")
     probe = create_env(env_id, env_config | {"num_envs": 1, "precompute_max_mb": 0.0})  # cheap: no tables

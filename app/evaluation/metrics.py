@@ -17,6 +17,22 @@ Definitions (``r_t`` per-bar simple returns, ``n`` bars, ``P = periods_per_year`
 * exposure, % long / short / flat: fractions of bars by the sign of ``position``;
   turnover: mean ``|position_t - position_{t-1}|`` per bar, starting from flat.
 
+Conventions for degenerate series (the references disagree; these are ours, tested):
+
+* **Minimum lengths.** Volatility, Sharpe and Sortino need ``n >= MIN_BARS`` (20) bars; the
+  compounding statistics (annualized return, Calmar) need ``n >= min_bars_to_annualize(P)``,
+  at least 20 bars *and* one month of bars (``P / 12``): a one-bar +1 % would otherwise
+  annualize to +1127 % at ``P = 252``. Below the minimum they are ``nan``. (GIPS forbids
+  annualizing less than a year; a month is our compromise for short test splits.)
+* **Zero variance** is decided in return units (``std < ZERO_VOL = 1e-12`` per bar), so it
+  does not depend on the equity's scale (the float noise of a flat equity of 1 or of 1e8 is
+  far below it). A zero-variance stream has Sharpe ``0`` when its mean is also below
+  ``ZERO_VOL`` (a flat account: no return, no risk) and ``+-inf`` otherwise (riskless drift).
+* **Sortino with no losing bar** (downside deviation below ``ZERO_VOL``) is ``+inf`` when the
+  mean is positive, as empyrical gives (quantstats >= 0.0.6x returns ``nan`` there), and ``0``
+  for a flat stream (same rule as Sharpe).
+* Calmar: ``inf`` with no drawdown and a positive return, ``nan`` for 0 / 0.
+
 Round trips, win rate, profit factor and the complete per-symbol metric set live in
 :mod:`app.evaluation.trade_stats`.
 """
@@ -26,6 +42,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+#: fewest bars for volatility, Sharpe and Sortino (and for annualizing, see the module doc)
+MIN_BARS = 20
+#: per-bar standard deviation (return units) below which a stream counts as riskless
+ZERO_VOL = 1e-12
+
+
+def min_bars_to_annualize(periods_per_year: float) -> int:
+    """Fewest bars for a compounded annual figure: ``MIN_BARS`` and one month of bars."""
+    return max(MIN_BARS, math.ceil(periods_per_year / 12))
 
 
 def simple_returns(equity_usd: np.ndarray) -> np.ndarray:
@@ -38,29 +64,45 @@ def total_return(equity_usd: np.ndarray) -> float:
 
 
 def annualized_return(equity_usd: np.ndarray, periods_per_year: float) -> float:
+    """CAGR ``(E_n / E_0) ** (P / n) - 1``; ``nan`` below :func:`min_bars_to_annualize`,
+    ``-1`` when the equity is wiped out."""
     n = len(equity_usd) - 1
-    if n <= 0 or equity_usd[-1] <= 0:
-        return float("nan") if n <= 0 else -1.0
+    if n < min_bars_to_annualize(periods_per_year):
+        return float("nan")
+    if equity_usd[-1] <= 0:
+        return -1.0
     return float((equity_usd[-1] / equity_usd[0]) ** (periods_per_year / n) - 1.0)
 
 
 def volatility(returns: np.ndarray, periods_per_year: float) -> float:
-    return float(np.std(returns, ddof=1) * math.sqrt(periods_per_year)) if len(returns) > 1 else float("nan")
+    """Annualized standard deviation (ddof=1); ``nan`` below ``MIN_BARS`` bars."""
+    if len(returns) < MIN_BARS:
+        return float("nan")
+    return float(np.std(returns, ddof=1) * math.sqrt(periods_per_year))
+
+
+def _ratio(mean: float, risk: float, periods_per_year: float) -> float:
+    """``mean / risk * sqrt(P)`` with the zero-risk rule of the module doc."""
+    if risk < ZERO_VOL:
+        return 0.0 if abs(mean) < ZERO_VOL else math.copysign(math.inf, mean)
+    return float(mean / risk * math.sqrt(periods_per_year))
 
 
 def sharpe(returns: np.ndarray, periods_per_year: float) -> float:
-    """Annualized Sharpe ratio of per-bar simple returns (risk-free 0); 0 for a flat series."""
-    if len(returns) < 2:
+    """Annualized Sharpe ratio of per-bar simple returns (risk-free 0); see the module doc for
+    short and zero-variance streams."""
+    if len(returns) < MIN_BARS:
         return float("nan")
-    sd = np.std(returns, ddof=1)
-    return 0.0 if sd == 0 else float(np.mean(returns) / sd * math.sqrt(periods_per_year))
+    return _ratio(float(np.mean(returns)), float(np.std(returns, ddof=1)), periods_per_year)
 
 
 def sortino(returns: np.ndarray, periods_per_year: float) -> float:
-    if len(returns) < 2:
+    """Annualized Sortino ratio (target 0, downside deviation over all bars); ``+inf`` with no
+    losing bar and a positive mean."""
+    if len(returns) < MIN_BARS:
         return float("nan")
-    downside = np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2))
-    return 0.0 if downside == 0 else float(np.mean(returns) / downside * math.sqrt(periods_per_year))
+    downside = float(np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2)))
+    return _ratio(float(np.mean(returns)), downside, periods_per_year)
 
 
 def drawdown(equity_usd: np.ndarray) -> np.ndarray:
@@ -98,7 +140,7 @@ def calmar(equity_usd: np.ndarray, periods_per_year: float) -> float:
     """Calmar ratio: annualized return / max drawdown.
 
     ``inf`` when the equity never fell below a previous peak and the return is positive,
-    ``nan`` when it also did not grow (0 / 0) or the series is too short.
+    ``nan`` when it also did not grow (0 / 0) or the series is too short to annualize.
     """
     ann, mdd = annualized_return(equity_usd, periods_per_year), max_drawdown(equity_usd)
     if math.isnan(ann):

@@ -20,10 +20,10 @@ import pandas as pd
 from app.data.split_types import Split
 from app.evaluation.backtest import BacktestResult, backtest
 from app.evaluation.summary import position_weights, summary_table
-from app.training.data import env_config_for, periods_per_year
-from app.training.env_factory import create_env
-from app.training.run import resume_experiment
-from app.training.run_dir import RunDir
+from app.runs import resume_experiment
+from app.runs.data import env_config_for, periods_per_year
+from app.runs.env_factory import create_env
+from app.runs.run_dir import RunDir
 from envs.core.market import CLOSE
 
 log = logging.getLogger("raytrade.evaluation")

@@ -2,7 +2,7 @@
 
 One ``.html`` file, no external references: inline CSS, figures as base64 PNG ``<img>`` tags
 (drawn by :mod:`app.evaluation.plots`), no scripts. The caller logs it as an MLflow artifact
-(:meth:`app.training.tracking.MlflowTracker.log_artifact`).
+(:meth:`app.tracking.mlflow_tracker.MlflowTracker.log_artifact`).
 
 Sections, each a ``<section>`` with a fixed id: ``header`` (title and run metadata),
 ``headline`` (agent vs buy & hold vs index, ``ALL`` and ``PORTFOLIO`` with confidence intervals),

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.evaluation.metrics import episode_metrics
-from app.evaluation.policy import BatchedPolicy
+from app.policy.batched import BatchedPolicy
 
 
 @dataclass

@@ -54,7 +54,7 @@ from app.errors import RaytradeError
 from app.evaluation import stats
 from app.evaluation.summary import position_weights
 from app.evaluation.trade_stats import backtest_metrics, buy_and_hold_metrics
-from app.training.env_factory import create_env
+from app.runs.env_factory import create_env
 from envs.core.market import CLOSE, MarketArrays
 
 STUDIES = ("unseen_symbols", "future_distance", "history_length", "greedy_vs_stochastic", "lookahead")
@@ -98,7 +98,7 @@ class StudyContext:
 
     def env_config(self, part: str) -> dict[str, Any]:
         """The env config that trades ``part`` (train | validation | test) of the run's data."""
-        from app.training.data import PARTS, env_config_for
+        from app.runs.data import PARTS, env_config_for
 
         if part not in PARTS:
             raise StudyError(f"split must be one of {PARTS}, got {part!r}")
@@ -124,8 +124,8 @@ def load_context(run: Any, which: str = "final") -> StudyContext:
     import torch
 
     from app.evaluation.pipeline import load_splits
-    from app.training.data import periods_per_year
-    from app.training.run import resume_experiment
+    from app.runs import resume_experiment
+    from app.runs.data import periods_per_year
 
     torch.set_num_threads(1)
     if not run.policy_dir(which).is_dir():

@@ -40,7 +40,6 @@ import pandas as pd
 
 import envs
 from app.evaluation.backtest import backtest
-from app.evaluation.policy import BatchedPolicy
 from app.evaluation.studies import (
     StudyError,
     StudyResult,
@@ -49,7 +48,8 @@ from app.evaluation.studies import (
     records_frame,
     write_result,
 )
-from app.training.env_factory import create_env
+from app.policy.batched import BatchedPolicy
+from app.runs.env_factory import create_env
 from envs.core.market import MarketArrays
 
 STUDY = "lookahead"

@@ -5,7 +5,7 @@ use?) and ``greedy_vs_stochastic`` (argmax vs sampling).
     The same trained policy trades the chosen part (test by default) once with its full window
     and once per ``k`` in ``--windows`` with every observation window cut to its newest ``k``
     entries by a :class:`HistoryMask`, applied inside
-    :class:`~app.evaluation.policy.BatchedPolicy` (``obs_transform``) so the env, fills and costs
+    :class:`~app.policy.batched.BatchedPolicy` (``obs_transform``) so the env, fills and costs
     are untouched. Which entries count as "older than k bars" (``--scope``):
 
     * ``time`` (default): every window keeps about the last ``k`` bars' worth of time -- ``k``

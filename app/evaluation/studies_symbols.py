@@ -36,7 +36,7 @@ Fine-tuning on one new symbol (``--fine-tune-steps N``, optional: it trains)
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -133,11 +133,16 @@ def study_experiment(exp: Any, symbols: list[str], env_steps: int, runs_dir: Pat
     return parse_experiment(raw, where=f"{STUDY} study experiment")
 
 
-def fine_tune_study(ctx: StudyContext, symbol: str, fine_tune_steps: int, *, include_steps: int = 0,
-                    seed: int = 0, n_boot: int = 1000) -> pd.DataFrame:
+#: ``train(experiment, init_from=policy_dir | None) -> outcome with .run`` (a RunDir); injected
+#: by the caller (the CLI passes :func:`app.training.run.train`), so evaluation never imports
+#: training (layers contract)
+Trainer = Callable[..., Any]
+
+
+def fine_tune_study(ctx: StudyContext, symbol: str, fine_tune_steps: int, train: Trainer, *,
+                    include_steps: int = 0, seed: int = 0, n_boot: int = 1000) -> pd.DataFrame:
     """The fine-tuning variants on ``symbol`` (see the module docstring): one row per variant."""
     from app.evaluation.pipeline import load_policy
-    from app.training.run import train
 
     if symbol not in ctx.symbols("test"):
         raise StudyError(f"fine-tune symbol {symbol!r} is not a test symbol of {ctx.run.name}")
@@ -166,7 +171,7 @@ def fine_tune_study(ctx: StudyContext, symbol: str, fine_tune_steps: int, *, inc
 
 def run_unseen_symbols(run: Any, *, which: str = "final", window: str = "test", seed: int = 0,
                        n_boot: int = 1000, fine_tune_steps: int = 0, fine_tune_symbol: str | None = None,
-                       include_steps: int = 0) -> StudyResult:
+                       include_steps: int = 0, train: Trainer | None = None) -> StudyResult:
     """The study on a run directory; writes ``<run>/studies/unseen_symbols/`` (``result.parquet``:
     the group table; ``per_symbol.parquet``; ``fine_tune.parquet`` with ``--fine-tune-steps``;
     ``plot.png``; ``notes.json``)."""
@@ -194,7 +199,10 @@ def run_unseen_symbols(run: Any, *, which: str = "final", window: str = "test", 
     if fine_tune_steps:
         unseen_ok = [s for s in groups["unseen"] if s in set(per_symbol.loc[per_symbol["group"] == "unseen", "symbol"])]
         symbol = fine_tune_symbol or str(np.random.default_rng(seed).choice(sorted(unseen_ok)))
-        fine = fine_tune_study(ctx, symbol, fine_tune_steps, include_steps=include_steps, seed=seed, n_boot=n_boot)
+        if train is None:
+            raise StudyError("fine-tuning needs a trainer (train=...)")
+        fine = fine_tune_study(ctx, symbol, fine_tune_steps, train, include_steps=include_steps, seed=seed,
+                               n_boot=n_boot)
         extra["fine_tune"] = fine
         notes["fine_tune"] = {r["variant"]: {k: r[k] for k in ("total_return", "excess_return", "sharpe")}
                               for r in fine.to_dict("records")}

@@ -3,7 +3,7 @@
 Episodes arrive in chunks (one per ``sample()`` call); metrics are computed on the whole
 episode (``prev_episode_chunks`` + the last chunk) from the env's info: equity and position
 after every step, so the numbers are the env's own accounting, not a re-derivation.
-With a curriculum, :func:`make_callbacks` returns a subclass that also runs it
+With a curriculum, :func:`app.training.curriculum.make_callbacks` returns a subclass that also runs it
 (:mod:`app.training.curriculum`).
 """
 
@@ -17,7 +17,7 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 from app.evaluation.metrics import episode_metrics
 
 if TYPE_CHECKING:
-    from app.config.schema import CurriculumConfig
+    pass
 
 PREFIX = "trading"
 
@@ -51,14 +51,3 @@ class TradingCallbacks(RLlibCallback):
         else:
             metrics_logger.log_value("actions/mean", float(np.mean(actions)), reduce="mean", window=100)
             metrics_logger.log_value("actions/mean_abs", float(np.mean(np.abs(actions))), reduce="mean", window=100)
-
-
-def make_callbacks(periods_per_year: float, curriculum: CurriculumConfig | None = None) -> type[TradingCallbacks]:
-    """A TradingCallbacks subclass carrying this run's settings (RLlib instantiates it bare);
-    with a ``curriculum``, a :class:`~app.training.curriculum.CurriculumCallbacks` (one class per run)."""
-    attrs: dict[str, Any] = {"periods_per_year": float(periods_per_year)}
-    if curriculum is None:
-        return type("RunTradingCallbacks", (TradingCallbacks,), attrs)
-    from app.training.curriculum import CurriculumCallbacks  # imports this module
-
-    return type("RunCurriculumCallbacks", (CurriculumCallbacks,), attrs | {"curriculum": curriculum})

@@ -11,12 +11,12 @@ iterations; it is demoted to the previous one (the emergency brake) when its ``d
 holds as long. A miss resets that rule's streak; a missing or NaN metric (e.g. no episode ended
 this iteration) leaves both streaks as they are. The last stage is never promoted, the first
 never demoted; a stage without a ``promote`` rule is final. A rule's metric defaults to the
-curriculum's ``metric``; names are those of :func:`app.training.session.flatten_result`
+curriculum's ``metric``; names are those of :func:`app.training.results.flatten_result`
 (``env_runners/episode_return_mean``, ``trading/sharpe``, ``learners/default_policy/entropy``)
 or any ``a/b/c`` path into RLlib's result dict. Demotion is checked first.
 
 :class:`CurriculumCallbacks` (a :class:`~app.training.callbacks.TradingCallbacks`, so a run has
-one callbacks class; built by :func:`app.training.callbacks.make_callbacks`):
+one callbacks class; built by :func:`app.training.curriculum.make_callbacks`):
 
 * ``on_algorithm_init``: checks every stage on the driver (builds its env once: unknown keys,
   changed spaces and data leaks fail here, not in a runner), applies the current stage, and
@@ -45,6 +45,7 @@ from typing import Any
 
 from app.config.schema import CurriculumConfig, PromotionRule
 from app.training.callbacks import TradingCallbacks
+from app.training.results import flatten_result
 
 log = logging.getLogger("raytrade.curriculum")
 
@@ -128,10 +129,8 @@ def advance(curriculum: CurriculumConfig, state: CurriculumState,
 
 
 def lookup_metric(result: Mapping[str, Any], name: str) -> float | None:
-    """``name`` in RLlib's result dict: a key of :func:`app.training.session.flatten_result`
+    """``name`` in RLlib's result dict: a key of :func:`app.training.results.flatten_result`
     (what MLflow shows), a top-level key, or an ``a/b/c`` path."""
-    from app.training.session import flatten_result
-
     flat = flatten_result(dict(result))
     if name in flat:
         return flat[name]
@@ -208,7 +207,7 @@ def check_stages(curriculum: CurriculumConfig, creator: Any, env_config: Mapping
 class CurriculumCallbacks(TradingCallbacks):
     """Trading metrics plus the curriculum of :attr:`curriculum` (see the module docstring)."""
 
-    #: set by :func:`app.training.callbacks.make_callbacks`
+    #: set by :func:`app.training.curriculum.make_callbacks`
     curriculum: CurriculumConfig | None = None
 
     def __init__(self) -> None:
@@ -281,3 +280,12 @@ class CurriculumCallbacks(TradingCallbacks):
         apply_stage(env_runner_group, self.stage_env(), list(env_runner_indices))
         log.info("curriculum: stage %d re-applied to recreated env runners %s", self.state.stage,
                  list(env_runner_indices))
+
+
+def make_callbacks(periods_per_year: float, curriculum: CurriculumConfig | None = None) -> type[TradingCallbacks]:
+    """A TradingCallbacks subclass carrying this run's settings (RLlib instantiates it bare);
+    with a ``curriculum``, a :class:`CurriculumCallbacks` (one class per run)."""
+    attrs: dict[str, Any] = {"periods_per_year": float(periods_per_year)}
+    if curriculum is None:
+        return type("RunTradingCallbacks", (TradingCallbacks,), attrs)
+    return type("RunCurriculumCallbacks", (CurriculumCallbacks,), attrs | {"curriculum": curriculum})

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from app.evaluation.policy import BatchedPolicy
 from app.evaluation.rollout import rollout, summarize
-from app.training.env_factory import create_env
+from app.policy.batched import BatchedPolicy
+from app.runs.env_factory import create_env
 
 
 def evaluate_policy(module: Any, env_id: str, env_config: dict[str, Any], *, num_envs: int, seed: int,

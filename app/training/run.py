@@ -1,7 +1,7 @@
 """The training loop: build, train, evaluate, alert, track, checkpoint, stop, resume.
 
 One run = one RLlib Algorithm built from the experiment (:mod:`app.training.algo`), one run
-directory (:mod:`app.training.run_dir`) and one MLflow run. Metrics are keyed by env steps;
+directory (:mod:`app.runs.run_dir`) and one MLflow run. Metrics are keyed by env steps;
 vector steps (``env.step()`` calls of the vector envs) and progress (0-1 of the budget) are
 logged beside them so runs with different numbers of envs compare fairly.
 """
@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.config.loader import parse_experiment
 from app.config.schema import Experiment
-from app.training.data import resolve_run_data
-from app.training.run_dir import RunDir, RunState
-from app.training.session import flatten_result  # noqa: F401 - re-exported (older imports)
+from app.runs.data import resolve_run_data
+from app.runs.run_dir import RunDir, RunState
 
 if TYPE_CHECKING:
     from app.training.session import TrainingSession
@@ -62,8 +60,8 @@ def train(exp: Experiment, *, resume: RunDir | None = None, init_from: Path | No
     """Train ``exp`` (or resume the run ``resume``); see the module docstring."""
     import ray
 
+    from app.tracking.mlflow_tracker import MlflowTracker
     from app.training.session import TrainingSession
-    from app.training.tracking import MlflowTracker
 
     run = resume or RunDir.create(exp)
     state = run.state()
@@ -171,11 +169,3 @@ def _attach_file_log(path: Path) -> logging.Handler:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     return handler
-
-
-def resume_experiment(run: RunDir, overrides: list[str] | None = None) -> Experiment:
-    """The run's saved experiment, with ``overrides`` (e.g. a larger budget) applied."""
-    from app.config.loader import apply_overrides
-
-    where = str(run.path / "experiment.yaml")
-    return parse_experiment(apply_overrides(run.experiment_raw(), overrides or [], where), where=where)

@@ -16,36 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from app.config.schema import Experiment, StoppingConfig
+from app.runs.data import RunData, resolve_run_data
 from app.training import alerts
-from app.training.data import RunData, resolve_run_data
+from app.training.results import flatten_result
 
 log = logging.getLogger("raytrade.train")
-
-LEARNER_KEYS = ("total_loss", "policy_loss", "vf_loss", "entropy", "mean_kl_loss",
-                "gradients_default_optimizer_global_norm", "vf_explained_var",
-                "default_optimizer_learning_rate", "curr_entropy_coeff")
-
-
-def flatten_result(result: dict[str, Any]) -> dict[str, float]:
-    """The metrics we log, flattened to ``a/b/c`` keys."""
-    out: dict[str, float] = {}
-    runners = result.get("env_runners", {})
-    for key in ("episode_return_mean", "episode_len_mean", "num_episodes"):
-        if key in runners:
-            out[f"env_runners/{key}"] = float(runners[key])
-    for group in ("trading", "actions"):
-        for key, value in runners.get(group, {}).items():
-            out[f"{group}/{key}"] = float(value)
-    for key, value in result.get("curriculum", {}).items():  # set by the curriculum callback
-        if isinstance(value, (int, float)):
-            out[f"curriculum/{key}"] = float(value)
-    learner = result.get("learners", {}).get("default_policy", {})
-    for key in LEARNER_KEYS:
-        if key in learner:
-            out[f"learners/default_policy/{key}"] = float(learner[key])
-    out["time/iteration_s"] = float(result.get("time_this_iter_s", math.nan))
-    return out
-
 
 def budget_progress(budget: StoppingConfig, iteration: int, env_steps: int) -> float:
     """0-1 of the budget (the larger of the iteration and env-step fractions)."""
@@ -69,8 +44,8 @@ class TrainingSession:
         import torch
 
         from app.training.algo import build_algorithm_config
-        from app.training.callbacks import make_callbacks
-        from app.training.env_factory import rllib_env_name
+        from app.training.curriculum import make_callbacks
+        from app.training.rllib_env import rllib_env_name
 
         torch.set_num_threads(1)
         self.exp = exp

@@ -1,9 +1,9 @@
 """A vector env whose task (env config) can change mid-training: curriculum stages.
 
 :class:`TaskableVectorEnv` is what RLlib's env runners hold (the registered creator in
-:mod:`app.training.env_factory` returns it; RLlib wraps it in ``DictInfoToList``, so callers
+:mod:`app.runs.env_factory` returns it; RLlib wraps it in ``DictInfoToList``, so callers
 reach it with ``env.unwrapped``). It delegates to an inner native vector env built by
-``build(config)`` (:func:`~app.training.env_factory.create_env`: the ``data`` spec is loaded
+``build(config)`` (:func:`~app.runs.env_factory.create_env`: the ``data`` spec is loaded
 here, in the app layer, which is why this lives outside the ``envs/`` leaf).
 
 ``set_task(changes)`` rebuilds the inner env from the run's *base* env config plus ``changes``

@@ -88,10 +88,10 @@ def validation_returns(trial_id: str, exp_raw: dict[str, Any], checkpoint: Any, 
 
     from app.config.loader import parse_experiment
     from app.evaluation.metrics import simple_returns
-    from app.evaluation.policy import BatchedPolicy
     from app.evaluation.rollout import rollout
-    from app.training.data import resolve_run_data
-    from app.training.env_factory import create_env
+    from app.policy.batched import BatchedPolicy
+    from app.runs.data import resolve_run_data
+    from app.runs.env_factory import create_env
     from app.tuning.trainable import policy_dir
 
     torch.set_num_threads(1)

@@ -36,8 +36,8 @@ import yaml
 from app.config.loader import parse_experiment
 from app.config.schema import Experiment, TuneConfig
 from app.errors import ConfigError
+from app.runs.data import resolve_run_data
 from app.training import alerts
-from app.training.data import resolve_run_data
 from app.tuning import overfitting
 from app.tuning.overfitting import Statistic
 from app.tuning.space import check_space, clamp_explore, param_space, pbt_mutations, plain
@@ -115,7 +115,7 @@ def run_sweep(exp: Experiment, *, init_from: Path | None = None,
     """Run the sweep described by ``exp.tune``; see the module docstring."""
     import ray
 
-    from app.training.tracking import MlflowTracker
+    from app.tracking.mlflow_tracker import MlflowTracker
 
     cfg = exp.tune
     if cfg is None:
@@ -229,7 +229,7 @@ def _tuner(exp: Experiment, cfg: TuneConfig, ctx: SweepContext, sweep_dir: Path,
     from ray import tune
 
     from app.training.algo import trial_resources
-    from app.training.env_factory import rllib_env_name
+    from app.training.rllib_env import rllib_env_name
 
     data = resolve_run_data(exp)
     resources = trial_resources(exp, env_name=rllib_env_name(exp.env.id), env_config=data.train_env_config)
@@ -313,7 +313,7 @@ def _error_line(error: BaseException | None) -> str | None:
 
 def _finish(outcome: SweepOutcome, base: dict[str, Any], parent: Any, model_name: str) -> None:
     """Close the children, export and register the best policy, compute PBO / DSR, log all."""
-    from app.training.tracking import MlflowTracker
+    from app.tracking.mlflow_tracker import MlflowTracker
 
     tracking = base["tracking"]
     scored = [t for t in outcome.trials if t.score is not None and t.checkpoint is not None]

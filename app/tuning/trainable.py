@@ -13,7 +13,7 @@ is the worst possible (``-inf`` when maximizing). There is deliberately no evalu
 iteration 1: an untrained policy that happens to be always long would otherwise be a candidate
 for "best" in a rising market.
 
-Only :func:`prepare_trial` touches data, through :func:`app.training.data.resolve_run_data`
+Only :func:`prepare_trial` touches data, through :func:`app.runs.data.resolve_run_data`
 (train and validation parts only); ``tests/unit/tuning/test_trial_data.py`` proves that the
 test symbols are never read.
 """
@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from app.config.schema import Experiment
-from app.training.data import RunData, resolve_run_data
-from app.training.run_dir import POLICY_SUBDIR
+from app.runs.data import RunData, resolve_run_data
+from app.runs.run_dir import POLICY_SUBDIR
 from app.tuning.space import plain, trial_experiment
 
 log = logging.getLogger("raytrade.tune")
@@ -184,7 +184,7 @@ def _loop(ctx: SweepContext, exp: Experiment, session: Any, tracker: Any, state:
 def _tracker(ctx: SweepContext, exp: Experiment, config: Mapping[str, Any], trial_id: str, trial_dir: Path):
     """The trial's MLflow child run; a restarted trial (PBT, failure retry) continues its own
     run, found through a file in its trial directory (a checkpoint may be another trial's)."""
-    from app.training.tracking import MlflowTracker
+    from app.tracking.mlflow_tracker import MlflowTracker
 
     uri, experiment = exp.tracking.mlflow_uri, exp.tracking.experiment
     id_file = trial_dir / RUN_ID_FILE

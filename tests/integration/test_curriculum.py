@@ -9,9 +9,8 @@ import pytest
 
 from app.config.loader import parse_experiment
 from app.training.algo import build_algorithm_config
-from app.training.callbacks import make_callbacks
-from app.training.curriculum import CurriculumState, apply_stage, get_tasks
-from app.training.env_factory import rllib_env_name
+from app.training.curriculum import CurriculumState, apply_stage, get_tasks, make_callbacks
+from app.training.rllib_env import rllib_env_name
 
 EASY = {"above": -1e9, "for_iterations": 1}  # any finite return promotes after one iteration
 NEVER = {"above": 1e9, "for_iterations": 1}

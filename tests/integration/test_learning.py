@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from app.config.loader import load_experiment
-from app.evaluation.policy import BatchedPolicy
 from app.evaluation.rollout import rollout
-from app.training.env_factory import create_env
+from app.policy.batched import BatchedPolicy
+from app.runs.env_factory import create_env
 from app.training.run import train
 from envs import synthetic
 

@@ -102,7 +102,7 @@ def test_a_trials_setup_path_never_reads_the_test_split(ray_session, tmp_path, m
 
     from app.data.schema import DatasetKey
     from app.data.store import ParquetStore
-    from app.training.env_factory import load_env_data
+    from app.runs.env_factory import load_env_data
     from app.tuning.runner import absolutize
     from app.tuning.trainable import SweepContext, start_session
     from tests.unit.data.conftest import make_bars

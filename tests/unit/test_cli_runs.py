@@ -10,7 +10,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from app import runs_view as rv
+from app.tracking import runs_view as rv
 from app.cli import app
 
 runner = CliRunner()
@@ -23,7 +23,7 @@ SHARPE = "val_greedy/sharpe"
 def store(tmp_path_factory) -> str:
     """The store's URI. trial-a's return rises, trial-b's falls; they differ in lr (and gamma,
     which only trial-b has); the standalone run lives in another experiment."""
-    from app.training.tracking import MlflowTracker
+    from app.tracking.mlflow_tracker import MlflowTracker
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlruns.db'}"
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_ALLOW_FILE_STORE")}
@@ -157,7 +157,7 @@ def test_compare_an_unknown_run_exits_2_naming_close_matches(store):
 
 
 def test_import_app_cli_does_not_import_mlflow_or_rich_tables():
-    code = ("import sys, app.cli; print(','.join(m for m in ('mlflow', 'app.runs_view', "
-            "'app.training.tracking') if m in sys.modules))")
+    code = ("import sys, app.cli; print(','.join(m for m in ('mlflow', 'app.tracking.runs_view', "
+            "'app.tracking.mlflow_tracker') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

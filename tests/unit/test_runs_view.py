@@ -1,4 +1,4 @@
-"""app/runs_view.py: sparklines, the sweep/trial listing, run lookup and the comparison, from
+"""app/tracking/runs_view.py: sparklines, the sweep/trial listing, run lookup and the comparison, from
 plain dicts (no MLflow)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from app import runs_view as rv
+from app.tracking import runs_view as rv
 
 BOX_DRAWING = {chr(c) for c in range(0x2500, 0x2580)}
 

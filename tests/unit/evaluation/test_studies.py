@@ -40,8 +40,8 @@ from app.evaluation.studies_time import (
     future_distance_table,
 )
 from app.models import module_spec
-from app.training.env_factory import create_env
-from app.training.run_dir import RunDir
+from app.runs.env_factory import create_env
+from app.runs.run_dir import RunDir
 from envs import synthetic
 from envs.core.market import CLOSE, MarketArrays
 from envs.core.observation import ObservationSpec, market_observation, prepare_features

@@ -11,9 +11,9 @@ import torch
 import yaml
 
 from app.models import module_spec
-from app.training.env_factory import create_env
+from app.policy.loader import POLICY_SUBDIR, PolicySource
+from app.runs.env_factory import create_env
 from envs.core.market import MarketArrays
-from serve.loader import POLICY_SUBDIR, PolicySource
 from serve.policy_service import PolicyService
 from tests.unit.models import small_config
 

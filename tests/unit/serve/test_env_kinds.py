@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import envs
-from app.training.env_factory import create_env
+from app.runs.env_factory import create_env
 from envs import synthetic
 from serve.errors import RequestError
 from serve.schemas import ActRequest

@@ -8,10 +8,10 @@ import shutil
 import pytest
 import yaml
 
+from app.policy.loader import POLICY_SUBDIR, resolve
+from app.tracking.registry import RegisteredPolicy, parse_model_uri
 from serve.errors import ModelLoadError, ServeError
-from serve.loader import POLICY_SUBDIR, resolve
 from serve.policy_service import PolicyService
-from serve.registry import RegisteredPolicy, parse_model_uri
 from tests.unit.serve.helpers import ENV_ID, save_run
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from app.evaluation.backtest import backtest
-from app.evaluation.policy import BatchedPolicy
-from app.training.env_factory import create_env
+from app.policy.batched import BatchedPolicy
+from app.runs.env_factory import create_env
 from envs.core.observation import build_observation
 from serve.schemas import ActRequest
 from tests.unit.serve.helpers import ENV_ID, WINDOW, act_body, make_service, series_upto

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from app.config.loader import parse_experiment
 from app.training.algo import build_algorithm_config
-from app.training.callbacks import TradingCallbacks, make_callbacks
+from app.training.callbacks import TradingCallbacks
+from app.training.curriculum import make_callbacks
 
 
 def build(**extra):

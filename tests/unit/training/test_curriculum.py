@@ -10,7 +10,8 @@ import pytest
 from gymnasium.wrappers.vector import DictInfoToList
 
 from app.config.schema import CurriculumConfig
-from app.training.callbacks import TradingCallbacks, make_callbacks
+from app.runs.env_factory import create_env
+from app.training.callbacks import TradingCallbacks
 from app.training.curriculum import (
     CurriculumCallbacks,
     CurriculumState,
@@ -18,9 +19,10 @@ from app.training.curriculum import (
     apply_stage,
     get_tasks,
     lookup_metric,
+    make_callbacks,
     stage_tags,
 )
-from app.training.env_factory import _rllib_creator, create_env
+from app.training.rllib_env import _rllib_creator
 from app.training.task_env import TaskableVectorEnv, check_no_widening, task_config
 
 M = "env_runners/episode_return_mean"
@@ -90,7 +92,7 @@ def test_state_round_trips_and_stage_tags():
 
 
 def test_metric_names_are_those_of_flatten_result():
-    from app.training.session import flatten_result
+    from app.training.results import flatten_result
 
     result = {"env_runners": {"episode_return_mean": 0.25, "num_episodes": 4, "trading": {"sharpe": 1.5}},
               "learners": {"default_policy": {"entropy": 0.7}}, "time_this_iter_s": 1.0, "training_iteration": 3}

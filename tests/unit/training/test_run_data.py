@@ -11,8 +11,8 @@ import pytest
 from app.config.loader import parse_experiment
 from app.data.schema import DatasetKey
 from app.data.store import ParquetStore
-from app.training.data import resolve_run_data
-from app.training.env_factory import DataSpec, create_env, load_env_data
+from app.runs.data import resolve_run_data
+from app.runs.env_factory import DataSpec, create_env, load_env_data
 from tests.unit.data.conftest import make_bars
 
 SECTORS = ["Tech", "Energy", "Health"]

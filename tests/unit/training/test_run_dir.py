@@ -6,7 +6,7 @@ import pytest
 
 from app.config.loader import parse_experiment
 from app.errors import ConfigError
-from app.training.run_dir import RunDir, RunState
+from app.runs.run_dir import RunDir, RunState
 
 
 class FakeAlgo:

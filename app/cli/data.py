@@ -24,7 +24,7 @@ def import_(path: Path = typer.Argument(..., help="A Parquet/CSV file, or a dire
             listing_hours: int = typer.Option(0, help="Drop each symbol's first N hours after listing."),
             redenomination: str = typer.Option("off", help="off | cut | adjust")) -> None:
     """Import a file (validated, repaired explicitly, logged) or a manifest directory into the store."""
-    from app.cli_render import print_ingest
+    from app.cli.render import print_ingest
     from app.data.ingest import ingest_frame
     from app.data.repair import RepairPolicy
     from app.data.sample import import_directory
@@ -69,7 +69,7 @@ def pull_(source: str = typer.Option(..., help="yfinance | ccxt:<exchange id>, e
 
     import pandas as pd
 
-    from app.cli_render import pull_progress
+    from app.cli.render import pull_progress
     from app.data.ingest import PullRequest, pull, summarize
     from app.data.schema import DatasetKey
     from app.data.sources import make_source
@@ -89,7 +89,7 @@ def pull_(source: str = typer.Option(..., help="yfinance | ccxt:<exchange id>, e
 @data_app.command("info")
 def info(store: Path = STORE, symbols: bool = typer.Option(False, help="One row per symbol.")) -> None:
     """What the store holds: datasets, symbols, date ranges, row counts."""
-    from app.cli_render import print_catalog
+    from app.cli.render import print_catalog
     from app.data.store import ParquetStore
 
     print_catalog(ParquetStore(store).catalog_frame(), per_symbol=symbols)

@@ -27,8 +27,9 @@ def train_command(
 
     from app.config.loader import load_experiment
     from app.errors import ConfigError
-    from app.training.run import resume_experiment, train
-    from app.training.run_dir import RunDir
+    from app.runs import resume_experiment
+    from app.runs.run_dir import RunDir
+    from app.training.run import train
 
     console = Console()
     if resume:
@@ -65,7 +66,7 @@ def train_command(
 
 
 def _policy_path(ref: Path) -> Path:
-    from app.training.run_dir import RunDir
+    from app.runs.run_dir import RunDir
 
     if (ref / "experiment.yaml").exists():
         return RunDir(ref).policy_dir("final")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from rich.table import Table
 
-from app.cli_render import console, print_catalog, print_ingest
+from app.cli.render import console, print_catalog, print_ingest
 from app.data.market import load_market
 from app.data.resample import resample_daily
 from app.data.sample import import_directory
@@ -72,11 +72,11 @@ def run_demo(store_dir: Path, sample_dir: Path, *, train: bool = True, env_steps
 
 
 def _train_and_evaluate(store_dir: Path, env_steps: int | None) -> None:
-    from app.cli_render import print_headline
+    from app.cli.render import print_headline
     from app.config.loader import load_experiment
     from app.evaluation.pipeline import backtest_run
+    from app.tracking.mlflow_tracker import MlflowTracker
     from app.training.run import train
-    from app.training.tracking import MlflowTracker
 
     overrides = [f"data.store={store_dir}"] + ([f"stopping.env_steps={env_steps}"] if env_steps else [])
     exp = load_experiment(DEMO_EXPERIMENT, overrides)

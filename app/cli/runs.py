@@ -1,8 +1,8 @@
 """``raytrade runs``: sweeps and trials from MLflow with their key metrics and sparklines of the
 learning curves; ``raytrade runs compare A B`` puts two runs side by side.
 
-The store is read by app/training/tracking.py (the only module that imports mlflow) and laid
-out by app/runs_view.py; this module only parses options and draws (rich, or ``--plain`` text
+The store is read by app/tracking/mlflow_tracker.py (the only module that imports mlflow) and laid
+out by app/tracking/runs_view.py; this module only parses options and draws (rich, or ``--plain`` text
 that pastes cleanly into a chat). Imports stay inside the commands: ``raytrade --help`` is instant.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from app.runs_view import Table
+    from app.tracking.runs_view import Table
 
 DEFAULT_URI = "sqlite:///mlruns.db"
 
@@ -48,8 +48,8 @@ def runs_command(
                "width": width}
     if ctx.invoked_subcommand is not None:
         return
-    from app import runs_view as rv
-    from app.training.tracking import read_histories
+    from app.tracking import runs_view as rv
+    from app.tracking.mlflow_tracker import read_histories
 
     specs = _specs(metric)
     records = _read(mlflow_uri, experiment)
@@ -85,8 +85,8 @@ def compare_command(
 ) -> None:
     """Two runs side by side: the params that differ, then each key metric's last and best value
     and sparkline for A and B (on one scale) and the difference B - A."""
-    from app import runs_view as rv
-    from app.training.tracking import read_histories
+    from app.tracking import runs_view as rv
+    from app.tracking.mlflow_tracker import read_histories
 
     shared = ctx.obj or {}  # options given before `compare` (raytrade runs --plain compare A B)
     experiment = experiment or shared.get("experiment")
@@ -119,7 +119,7 @@ def _count(n: int, word: str) -> str:
 
 
 def _specs(metric: list[str]) -> list[Any]:
-    from app.runs_view import parse_metrics
+    from app.tracking.runs_view import parse_metrics
 
     try:
         return parse_metrics(metric)
@@ -128,14 +128,14 @@ def _specs(metric: list[str]) -> list[Any]:
 
 
 def _read(uri: str, experiment: str | None) -> list[Any]:
-    from app.training.tracking import read_runs
+    from app.tracking.mlflow_tracker import read_runs
 
     return _call(read_runs, uri, experiment)
 
 
 def _call(fn: Any, *args: Any) -> Any:
     """A tracking read; a TrackingError (unknown experiment, broken store) is exit code 2."""
-    from app.training.tracking import TrackingError
+    from app.tracking.mlflow_tracker import TrackingError
 
     try:
         return fn(*args)
@@ -155,7 +155,7 @@ def _draw(table: Table, plain: bool, status_col: int | None = None) -> None:
     """``--plain``: aligned text; otherwise a rich table (as wide as it needs when not a terminal,
     so a pipe or a file gets whole rows)."""
     if plain:
-        from app.runs_view import render_plain
+        from app.tracking.runs_view import render_plain
 
         typer.echo(render_plain(table))
         return

@@ -8,11 +8,12 @@ Accepted references (``raytrade serve REF``, ``serve run serve.app:build_app che
   (``.../learner_group/learner/rl_module/default_policy``); the run's ``experiment.yaml`` is
   looked up in the directories above it;
 * ``models:/<name>/<version|latest>`` or ``models:/<name>@<alias>``: an MLflow registered model
-  (:mod:`serve.registry`).
+  (:mod:`app.tracking.registry`).
 
 The env a policy was trained on comes from the run's ``experiment.yaml``; a bare checkpoint
 without one needs ``env_id`` (and ``env_config`` if not the env's defaults). This module reads
-run directories itself: ``serve`` never imports ``app.training`` (import-linter contract).
+run directories through :mod:`app.runs` (the one layout) and registered models through
+:mod:`app.tracking.registry` (the one MLflow adapter).
 """
 
 from __future__ import annotations
@@ -26,11 +27,9 @@ from typing import Any
 
 import yaml
 
-from serve.errors import ModelLoadError
-from serve.registry import MlflowRegistry, PolicyRegistry
-
-POLICY_SUBDIR = Path("learner_group/learner/rl_module/default_policy")
-CHECKPOINTS = ("final", "best", "latest")
+from app.errors import ModelLoadError
+from app.runs import CHECKPOINTS, POLICY_SUBDIR, RunDir, default_runs_dir
+from app.tracking.registry import MlflowRegistry, PolicyRegistry
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class PolicySource:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve(ref: str, *, checkpoint: str = "final", runs_dir: Path | str = "runs", env_id: str | None = None,
+def resolve(ref: str, *, checkpoint: str = "final", runs_dir: Path | str | None = None, env_id: str | None = None,
             env_config: dict[str, Any] | None = None, tracking_uri: str | None = None,
             download_dir: Path | None = None, registry: PolicyRegistry | None = None) -> PolicySource:
     """Resolve ``ref`` (see the module docstring); raises ModelLoadError with what was tried."""
@@ -66,12 +65,13 @@ def resolve(ref: str, *, checkpoint: str = "final", runs_dir: Path | str = "runs
         return _source(ref, got.policy_dir, experiment, f"{got.name}/v{got.version}@{digest}", run, env_id, env_config)
     path = Path(ref).expanduser()
     if not path.exists():
-        path = _find_run(ref, Path(runs_dir))
+        path = _find_run(ref, Path(runs_dir) if runs_dir is not None else default_runs_dir())
     path = path.resolve()
     if (path / "experiment.yaml").is_file():
-        policy = path / "checkpoints" / checkpoint / POLICY_SUBDIR
+        run_dir_obj = RunDir(path)
+        policy = run_dir_obj.policy_dir(checkpoint)
         if not policy.is_dir():
-            have = [c for c in CHECKPOINTS if (path / "checkpoints" / c / POLICY_SUBDIR).is_dir()]
+            have = [c for c in CHECKPOINTS if run_dir_obj.policy_dir(c).is_dir()]
             raise ModelLoadError(f"{path}: no '{checkpoint}' checkpoint (it has: {have or 'none'})")
         run_dir, which = path, checkpoint
     else:

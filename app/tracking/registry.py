@@ -1,7 +1,7 @@
 """MLflow behind a small interface: fetch a registered policy (``models:/<name>/<version>``).
 
 Training registers the RLModule directory as the run's ``policy`` artifact and logs the run's
-``config/experiment.yaml`` (:meth:`app.training.tracking.MlflowTracker.register_policy`); this
+``config/experiment.yaml`` (:meth:`app.tracking.mlflow_tracker.MlflowTracker.register_policy`); this
 adapter downloads both. It is Serve's own (``serve`` never imports ``app.training``); MLflow
 errors become :class:`~serve.errors.ModelLoadError` with the cause kept.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from serve.errors import ModelLoadError
+from app.errors import ModelLoadError
 
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/]+)|@(?P<alias>[^/]+))$")
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"

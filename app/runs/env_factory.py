@@ -5,8 +5,7 @@ env runner with ``env_config | {"num_envs": N}``. The env config carries a *data
 path, dataset, symbols, time window), never arrays: each runner process loads its part of the
 store once (cached), so configs stay small, checkpoints stay portable, and the test split
 cannot reach training by accident (only the parts a run hands over are in any spec).
-For RLlib the vector env is wrapped in a :class:`~app.training.task_env.TaskableVectorEnv`, so
-curriculum stages can change its config between iterations.
+RLlib's creator (a curriculum-aware wrapper) lives in :mod:`app.training.rllib_env`.
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ from typing import Any
 
 import envs
 from envs.core.market import MarketArrays
-
-RLLIB_PREFIX = "raytrade-rllib:"
 
 
 @dataclass(frozen=True)
@@ -67,25 +64,3 @@ def create_env(env_id: str, env_config: Mapping[str, Any]):
         market, index = load_env_data(DataSpec.from_dict(data))
         config["market"], config["index"] = market, index
     return envs.make_creator(env_id)(config)
-
-
-def rllib_env_name(env_id: str) -> str:
-    """Register ``env_id`` with Ray's registry (idempotent) and return the name to use."""
-    from ray.tune.registry import register_env
-
-    name = RLLIB_PREFIX + env_id
-    register_env(name, functools.partial(_rllib_creator, env_id))
-    return name
-
-
-def _rllib_creator(env_id: str, env_config: Mapping[str, Any]):
-    """RLlib's creator: the vector face is a :class:`~app.training.task_env.TaskableVectorEnv`
-    (curriculum stages: ``env.unwrapped.call("set_task", changes)``)."""
-    import torch
-
-    torch.set_num_threads(1)  # every env runner process: 2 threads on 2 cores ran PPO 13.6x slower
-    if "num_envs" not in env_config:
-        return create_env(env_id, env_config)
-    from app.training.task_env import TaskableVectorEnv
-
-    return TaskableVectorEnv(functools.partial(create_env, env_id), dict(env_config), int(env_config["num_envs"]))

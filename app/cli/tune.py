@@ -21,7 +21,7 @@ def tune_command(
     """
     from rich.console import Console
 
-    from app.cli_train import _policy_path
+    from app.cli.train import _policy_path
     from app.config.loader import load_experiment
     from app.tuning.runner import run_sweep
 

@@ -18,7 +18,7 @@ from app.data.schema import DatasetKey
 from app.data.split_types import Split
 from app.data.splits import split_by_symbol, split_by_time
 from app.data.store import ParquetStore
-from app.training.env_factory import DataSpec
+from app.runs.env_factory import DataSpec
 
 PERIODS_PER_YEAR = {"1d": 252.0, "1h": 24 * 365.0, "4h": 6 * 365.0, "1w": 52.0, "1mo": 12.0}
 PARTS = ("train", "validation", "test")

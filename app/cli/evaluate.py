@@ -1,39 +1,8 @@
-"""``raytrade backtest``: a trained run on a split, with a report and a summary table."""
+"""``raytrade evaluate STUDY RUN``: evaluation studies of a trained run, one command each."""
 
 from __future__ import annotations
 
 import typer
-
-
-def backtest_command(
-    run: str = typer.Argument(..., help="A run directory, or its name under runs/."),
-    split: str = typer.Option("test", "--split", help="train | validation | test (default: unseen test data)."),
-    stochastic: int = typer.Option(0, "--stochastic", help="Sample the policy N times instead of greedy."),
-    checkpoint: str = typer.Option("final", "--checkpoint", help="final | best | latest"),
-    seed: int = typer.Option(0, "--seed"),
-) -> None:
-    """Backtest a trained policy: per-bar records, metrics vs buy-and-hold and the index, HTML report."""
-    from app.cli_render import print_headline
-    from app.evaluation.pipeline import backtest_run
-    from app.training.run_dir import RunDir
-    from app.training.tracking import MlflowTracker
-
-    run_dir = RunDir.find(run)
-    state = run_dir.state()
-    tracker = None
-    if state.mlflow_run_id:
-        raw = run_dir.experiment_raw()["tracking"]
-        tracker = MlflowTracker(raw["mlflow_uri"], raw["experiment"], run_dir.name, run_id=state.mlflow_run_id)
-    report = backtest_run(run_dir, part=split, greedy=stochastic == 0, samples=max(stochastic, 1), seed=seed,
-                          which=checkpoint, tracker=tracker)
-    if tracker is not None:
-        tracker.end("FINISHED")
-    print_headline(report.headline(), title=f"{run_dir.name} on the {split} split")
-    typer.echo(f"{report.result.decisions:,} decisions in {report.result.seconds:.2f} s "
-               f"({report.result.decisions_per_s:,.0f}/s)\nreport: {report.out_dir / 'report.html'}")
-
-
-# --- raytrade evaluate STUDY RUN ----------------------------------------------------------------
 
 evaluate_app = typer.Typer(
     help="Evaluation studies of a trained run, one command each. Each writes "
@@ -49,7 +18,7 @@ PART_OPT = typer.Option("test", "--split", help="train | validation | test (defa
 
 
 def _find(run: str):
-    from app.training.run_dir import RunDir
+    from app.runs.run_dir import RunDir
 
     return RunDir.find(run)
 
@@ -90,11 +59,12 @@ def unseen_symbols_command(
     """Seen (train) vs unseen (test) symbols over the same window, with bootstrap CIs; optionally the
     effect of fine-tuning on a new symbol (never included / fine-tuned / included / both)."""
     from app.evaluation.studies_symbols import run_unseen_symbols
+    from app.training.run import train
 
     if include_steps and not fine_tune_steps:
         raise typer.BadParameter("--include-steps needs --fine-tune-steps", param_hint="--include-steps")
     result = _study(run_unseen_symbols, run=_find(run), which=checkpoint, window=window, seed=seed, n_boot=n_boot,
-                    fine_tune_steps=fine_tune_steps, fine_tune_symbol=fine_tune_symbol, include_steps=include_steps)
+                    fine_tune_steps=fine_tune_steps, fine_tune_symbol=fine_tune_symbol, include_steps=include_steps, train=train)
     keep = ["total_return", "sharpe", "bh_total_return", "excess_return"]
     _show(result, ["group", "metric", "value", "ci_low", "ci_high", "n"], lambda t: t["metric"].isin(keep),
           "unseen vs seen symbols (mean over symbols, 95% CI)")

@@ -136,7 +136,7 @@ def _clean(key: str) -> str:
 # --- read side (``raytrade runs``) ------------------------------------------------------------
 
 class RunRecord(TypedDict):
-    """One MLflow run as plain data (what ``raytrade runs`` shows; see app/runs_view.py)."""
+    """One MLflow run as plain data (what ``raytrade runs`` shows; see app/tracking/runs_view.py)."""
 
     run_id: str
     name: str

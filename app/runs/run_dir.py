@@ -27,10 +27,13 @@ from typing import Any
 
 import yaml
 
-from app.config.schema import Experiment
+from app.atomic import atomic_write_text, fsync_dir
+from app.config.schema import Experiment, default_runs_dir
 from app.errors import ConfigError
 
+#: where an algorithm checkpoint keeps its RLModule (``RLModule.from_checkpoint`` loads it)
 POLICY_SUBDIR = Path("learner_group/learner/rl_module/default_policy")
+CHECKPOINTS = ("final", "best", "latest")
 
 
 @dataclass
@@ -55,16 +58,18 @@ class RunDir:
         path = exp.tracking.runs_dir / f"{exp.name}-{stamp}"
         path.mkdir(parents=True, exist_ok=False)
         run = cls(path)
-        _atomic_write(run.path / "experiment.yaml", yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
+        atomic_write_text(run.path / "experiment.yaml", yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
         run.save_state(RunState())
         return run
 
     @classmethod
-    def find(cls, ref: str, runs_dir: Path = Path("runs")) -> RunDir:
-        """A run by path, or by name (or unique name prefix) under ``runs_dir``."""
-        path = Path(ref)
+    def find(cls, ref: str, runs_dir: Path | str | None = None) -> RunDir:
+        """A run by path, or by name (or unique name prefix) under ``runs_dir``
+        (default :func:`default_runs_dir`)."""
+        runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+        path = Path(ref).expanduser()
         if not path.is_dir():
-            matches = sorted(runs_dir.glob(f"{ref}*"))
+            matches = sorted(p for p in runs_dir.glob(f"{ref}*") if (p / "experiment.yaml").is_file())
             if len(matches) != 1:
                 raise ConfigError(f"run {ref!r}: {'no' if not matches else len(matches)} matching runs under {runs_dir}")
             path = matches[0]
@@ -83,7 +88,7 @@ class RunDir:
         return RunState(**json.loads((self.path / "state.json").read_text()))
 
     def save_state(self, state: RunState) -> None:
-        _atomic_write(self.path / "state.json", json.dumps(asdict(state), indent=2))
+        atomic_write_text(self.path / "state.json", json.dumps(asdict(state), indent=2))
 
     def checkpoint_dir(self, which: str) -> Path:
         return self.path / "checkpoints" / which
@@ -110,13 +115,14 @@ class RunDir:
             os.replace(target, old)
         os.replace(tmp, target)
         shutil.rmtree(old, ignore_errors=True)
+        fsync_dir(target.parent)
         return target
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+
+def resume_experiment(run: RunDir, overrides: list[str] | None = None) -> Experiment:
+    """The run's saved experiment, with ``overrides`` (e.g. a larger budget) applied."""
+    from app.config.loader import apply_overrides, parse_experiment
+
+    where = str(run.path / "experiment.yaml")
+    return parse_experiment(apply_overrides(run.experiment_raw(), overrides or [], where), where=where)

@@ -54,9 +54,9 @@ def serve_command(
         from serve.direct_ingress import direct_ingress_env
 
         os.environ.update(direct_ingress_env(direct_port, replicas))  # before Ray (and ray.serve) load
+    from app.policy.loader import resolve
+    from app.tracking.registry import absolute_tracking_uri
     from serve.deployment import DeploymentOptions, build, describe, http_options
-    from serve.loader import resolve
-    from serve.registry import absolute_tracking_uri
 
     ref = run if run.startswith("models:/") or not Path(run).expanduser().exists() else str(Path(run).resolve())
     options = DeploymentOptions(

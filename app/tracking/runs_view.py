@@ -1,11 +1,11 @@
 """What ``raytrade runs`` shows, from plain data: sparklines, the sweep/trial listing, run lookup
 and the side-by-side comparison of two runs.
 
-No MLflow here (app/training/tracking.py reads the store into :class:`RunRecord` dicts) and no
-rich (app/cli_runs.py draws the :class:`Table` objects built here, or prints
+No MLflow here (app/tracking/mlflow_tracker.py reads the store into :class:`RunRecord` dicts) and no
+rich (app/cli/runs.py draws the :class:`Table` objects built here, or prints
 :func:`render_plain`), so everything below is unit-testable with literals.
 
-A record is a mapping with the keys of ``app.training.tracking.RunRecord``: ``run_id``, ``name``,
+A record is a mapping with the keys of ``app.tracking.mlflow_tracker.RunRecord``: ``run_id``, ``name``,
 ``status``, ``start_ms``, ``parent_id``, ``params``, ``tags``, ``metrics`` (latest values) and
 ``history`` (metric key -> ``[(step, value), ...]`` ordered by step).
 """
