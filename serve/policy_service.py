@@ -1,8 +1,8 @@
 """The policy service: a plain class (no Ray) that loads a policy and answers ``/v1/act``.
 
 1. :meth:`PolicyService.prepare` checks a validated :class:`~serve.schemas.ActRequest` against
-   the model (bars, index, positions) and builds its observations with the envs' one builder
-   (:mod:`serve.observations`).
+   the model (bars, index, positions) and builds its observations with the env's spec
+   (:mod:`serve.observations`: the envs' one builder; Serve never switches on env ids).
 2. :meth:`PolicyService.run` answers a LIST of prepared requests with batched forward passes
    (what ``@serve.batch`` hands over), through :class:`app.policy.batched.BatchedPolicy`:
    the rule backtests use (greedy = the distribution's mode, softmax probabilities, the value
@@ -29,7 +29,7 @@ from app.policy.loader import PolicySource, load_module, resolve
 from envs.synthetic import business_days_ts_ns, hourly_ts_ns
 from serve import observations as ob
 from serve.errors import RequestError, ServeError
-from serve.positions import futures_arrays, step_positions, stock_arrays
+from serve.positions import position_arrays, step_positions
 from serve.schemas import ActRequest, ActResponse, Decision, ModelInfo
 from serve.sessions import SessionStore
 
@@ -71,9 +71,7 @@ class PolicyService:
             raise ServeError(f"{source.ref}: {exc}") from exc
         self._torch = torch
         self.policy = BatchedPolicy(module, module.action_space, 1, greedy=True, with_values=True)
-        initial = module.get_initial_state() if hasattr(module, "get_initial_state") else {}
-        self._initial = {k: torch.as_tensor(np.asarray(v)) for k, v in initial.items()}
-        self.recurrent = bool(self._initial)
+        self.recurrent = self.policy.stateful
         self.max_seq_len = int(getattr(module, "model_config", {}).get("max_seq_len", 1) or 1)
         self.sessions = SessionStore(self.settings.session_ttl_s, self.settings.max_sessions)
         self.model_version = source.model_version
@@ -96,64 +94,61 @@ class PolicyService:
         session_id = session_id or header_session_id or None
         use_session = self.recurrent and session_id is not None
         index = self._index(req)
-        if view.kind == "portfolio":
+        if view.multi_asset:
             return PreparedRequest([self._prepare_portfolio(req, index, session_id if use_session else None)],
                                    use_session)
         out = []
         for i, item in enumerate(req.symbols):
             loc = ("body", "symbols", i)
             ts, ohlcv, funding = item.bars.arrays()
-            series = ob.Series(ts, ohlcv, funding)
+            series = ob.Bars(ts, ohlcv, funding)
             steps = self._steps(req, len(ts), use_session, loc)
-            positions = step_positions(view.kind, item.position, item.position_history, steps, loc)
+            positions = step_positions(view, item.position, item.position_history, steps, loc)
             full = self._history(series, index, steps, req.require_full_history, loc)
             try:
-                if view.kind == "stock":
-                    owned, held = stock_arrays(positions)
-                    obs = ob.stock_observation(view, series, index, owned, held)
-                else:
-                    obs = ob.futures_observation(view, series, **futures_arrays(positions, ohlcv[-steps:, 3]))
+                obs = view.build_observation(series, position_arrays(view, positions), index)
             except ValueError as exc:
                 raise RequestError(str(exc), loc) from exc
             key = f"{session_id}|{item.symbol}" if use_session else None
             out.append(PreparedDecision([item.symbol], int(ts[-1]), obs, key, full))
         return PreparedRequest(out, use_session)
 
-    def _prepare_portfolio(self, req: ActRequest, index: ob.Series | None, session_id: str | None
+    def _prepare_portfolio(self, req: ActRequest, index: ob.Bars | None, session_id: str | None
                            ) -> PreparedDecision:
+        """One decision over the model's ``n_assets`` assets (a multi-asset env)."""
         view = self.view
         if len(req.symbols) != view.n_assets:
-            raise RequestError(f"symbols: this portfolio model trades {view.n_assets} assets, got "
+            raise RequestError(f"symbols: this {view.kind} model trades {view.n_assets} assets, got "
                                f"{len(req.symbols)}", ("body", "symbols"))
-        if req.cash_usd is None:
-            raise RequestError("cash_usd: required by portfolio models", ("body", "cash_usd"))
-        series = [ob.Series(*item.bars.arrays()) for item in req.symbols]
-        steps = self._steps(req, min(len(s.ts) for s in series), session_id is not None, ("body", "symbols"))
-        tails = {tuple(s.ts[-steps:]) for s in series}
+        for key in view.account_keys:
+            if getattr(req, key, None) is None:
+                raise RequestError(f"{key}: required by {view.kind} models", ("body", key))
+        series = [ob.Bars(*item.bars.arrays()) for item in req.symbols]
+        steps = self._steps(req, min(len(s.ts_ns) for s in series), session_id is not None, ("body", "symbols"))
+        tails = {tuple(s.ts_ns[-steps:]) for s in series}
         if len(tails) != 1:
             raise RequestError(f"symbols: every asset's bars must end on the same {steps} timestamp(s)",
                                ("body", "symbols"))
-        qty, held, full = [], [], True
+        per_asset, full = [], True
         for i, (item, s) in enumerate(zip(req.symbols, series, strict=True)):
             loc = ("body", "symbols", i)
-            steps_i = step_positions("portfolio", item.position, item.position_history, steps, loc)
-            qty.append([p.qty for p in steps_i])
-            held.append([p.bars_held for p in steps_i])
+            per_asset.append(position_arrays(view, step_positions(view, item.position, item.position_history,
+                                                                  steps, loc)))
             full &= self._history(s, index, steps, req.require_full_history, loc)
-        qty_a, held_a = np.array(qty).T, np.array(held, dtype=np.int64).T
-        cash = np.full(steps, float(req.cash_usd))
-        if float(req.cash_usd) + float(qty_a[-1] @ np.array([s.ohlcv[-1, 3] for s in series])) <= 0:
+        position = {k: np.stack([a[k] for a in per_asset], axis=1) for k in view.position_keys}  # [T, A]
+        position |= {k: np.full(steps, float(getattr(req, k))) for k in view.account_keys}
+        last_value = float(position[view.size_key][-1] @ np.array([s.ohlcv[-1, 3] for s in series]))
+        if float(req.cash_usd) + last_value <= 0:
             raise RequestError("cash_usd: the portfolio's equity (cash + positions at the last close) is <= 0",
                                ("body", "cash_usd"))
-        initial = float(req.initial_cash_usd or view.config.initial_cash_usd)
         try:
-            obs = ob.portfolio_observation(view, series, index, qty_a, held_a, cash, initial)
+            obs = view.build_observation(series, position, index, req.initial_cash_usd)
         except ValueError as exc:
             raise RequestError(str(exc), ("body", "symbols")) from exc
-        return PreparedDecision([s.symbol for s in req.symbols], int(series[0].ts[-1]), obs, session_id, full)
+        return PreparedDecision([s.symbol for s in req.symbols], int(series[0].ts_ns[-1]), obs, session_id, full)
 
-    def _index(self, req: ActRequest) -> ob.Series | None:
-        if not self.view.spec.with_index:
+    def _index(self, req: ActRequest) -> ob.Bars | None:
+        if not self.view.observation.with_index:
             return None
         required, symbol = self.source.index_required, self.source.index_symbol
         if req.index is None and required:
@@ -162,11 +157,11 @@ class PolicyService:
         if req.index is not None and required is False:
             raise RequestError("index: this model was trained without one (a flat index); omit it",
                                ("body", "index"))
-        return None if req.index is None else ob.Series(*req.index.arrays())
+        return None if req.index is None else ob.Bars(*req.index.arrays())
 
     def _steps(self, req: ActRequest, n_bars: int, use_session: bool, loc: tuple) -> int:
         """Bars the policy runs over: 1, or a recurrent replay's length."""
-        w = self.view.window_bars
+        w = self.view.min_history_bars
         if n_bars < w:
             raise RequestError(f"bars: {n_bars} given, the model's observation window needs {w} (about "
                                f"{self.view.full_history_bars()} for exact parity with the env's longer history)",
@@ -180,8 +175,8 @@ class PolicyService:
             return req.replay_bars
         return min(self.max_seq_len, n_bars - w + 1)
 
-    def _history(self, s: ob.Series, index: ob.Series | None, steps: int, required: bool, loc: tuple) -> bool:
-        gap = ob.history_gap(self.view, s, index, steps)
+    def _history(self, s: ob.Bars, index: ob.Bars | None, steps: int, required: bool, loc: tuple) -> bool:
+        gap = self.view.history_gap(s, index, steps)
         if gap is not None and required:
             raise RequestError(f"require_full_history: {gap}", (*loc, "bars"))
         return gap is None
@@ -242,14 +237,9 @@ class PolicyService:
 
     def _forward(self, obs: dict[str, np.ndarray], states: list[dict | None]) -> tuple[Any, list[dict]]:
         """One batched policy step (obs ``[B, ...]`` or ``[B, T, ...]``) from per-row states."""
-        policy, torch = self.policy, self._torch
-        if self.recurrent:
-            policy.state = {k: torch.stack([(s or self._initial)[k] for s in states]) for k in self._initial}
-        else:
-            policy.state = {}
-        step = policy.act(obs)
-        new = [{k: v[b].clone() for k, v in policy.state.items()} for b in range(len(states))]
-        return step, new
+        policy = self.policy
+        step, state_out = policy.step(obs, policy.stack_states(states))
+        return step, policy.split_state(state_out, len(states))
 
     def _decision(self, step: Any, b: int, dec: PreparedDecision, mode: str, steps: int,
                   session_step: int | None) -> Decision:
@@ -263,11 +253,11 @@ class PolicyService:
         label: Any = None
         if isinstance(space, gym.spaces.Discrete):
             act: Any = int(action)
-            probs = last(np.asarray(step.action_probs[b])).tolist()  # BatchedPolicy's (float32) softmax
+            probs = last(np.asarray(step.action_probs[b])).tolist()  # the policy layer's softmax
             label = labels[act] if labels else None
         elif isinstance(space, gym.spaces.MultiDiscrete):
             act = [int(a) for a in action]
-            probs = [_softmax(part).tolist() for part in np.split(logits, np.cumsum(space.nvec)[:-1])]
+            probs = [last(np.asarray(c[b])).tolist() for c in step.distribution.components]
             label = [labels[a] for a in act] if labels else None
         else:
             act = [float(a) for a in np.atleast_1d(action)]
@@ -282,20 +272,12 @@ class PolicyService:
     def _health_observation(self) -> dict[str, np.ndarray]:
         """A flat position on a calm synthetic series, through the builder (checked at load)."""
         view = self.view
-        n = view.window_bars + 2
-        ts = hourly_ts_ns(n) if view.spec.bar_name == "hourly" else business_days_ts_ns(n)
+        n = view.min_history_bars + 2
+        ts = hourly_ts_ns(n) if view.observation.bar_name == "hourly" else business_days_ts_ns(n)
         close = 100.0 * np.exp(0.001 * np.sin(np.arange(n)))
         ohlcv = np.column_stack([close, close * 1.001, close * 0.999, close, np.full(n, 1e3)])
-        s = ob.Series(ts, ohlcv, np.zeros(n) if view.spec.with_funding else None)
-        if view.kind == "portfolio":
-            a = view.n_assets or 1
-            obs = ob.portfolio_observation(view, [s] * a, s, np.zeros((1, a)), np.zeros((1, a), np.int64),
-                                           np.array([view.config.initial_cash_usd]), view.config.initial_cash_usd)
-        elif view.kind == "futures":
-            obs = ob.futures_observation(view, s, np.zeros(1), close[-1:], np.zeros(1), np.zeros(1), np.ones(1),
-                                         np.zeros(1, np.int64))
-        else:
-            obs = ob.stock_observation(view, s, s, np.zeros(1, bool), np.zeros(1, np.int64))
+        s = ob.Bars(ts, ohlcv, np.zeros(n) if view.observation.with_funding else None)
+        obs = view.build_observation([s] * view.n_assets if view.multi_asset else s, view.flat_position(), s)
         fields = {k: tuple(v.shape[1:]) for k, v in obs.items()}
         if fields != view.fields:
             raise ServeError(f"the builder's observation {fields} does not match the module's {view.fields}")
@@ -314,7 +296,7 @@ class PolicyService:
 
     def info(self) -> ModelInfo:
         view, src = self.view, self.source
-        spec = view.spec
+        spec = view.observation
         return ModelInfo(
             model_version=self.model_version, model_class=type(self.module).__name__,
             model_settings=dict(getattr(self.module, "model_config", {}) or {}), recurrent=self.recurrent,
@@ -322,7 +304,7 @@ class PolicyService:
             observation_spec=_jsonable(spec.__dict__), observation_fields={k: list(s) for k, s in view.fields.items()},
             action_space=str(self.module.action_space),
             action_labels=list(view.action_labels) if view.action_labels else None,
-            min_bars=view.window_bars, full_history_bars=view.full_history_bars(),
+            min_bars=view.min_history_bars, full_history_bars=view.full_history_bars(),
             index={"observed": spec.with_index, "required": src.index_required, "symbol": src.index_symbol},
             training_run=_jsonable(src.training_run) if src.training_run else None,
             sessions={"ttl_s": self.sessions.ttl_s, "max_sessions": self.sessions.max_sessions,
@@ -340,11 +322,6 @@ def _waves(prepared: list[PreparedRequest]) -> list[list[int]]:
             last_wave[k] = w
         wave_of.append(w)
     return [[r for r, w in enumerate(wave_of) if w == i] for i in range(max(wave_of, default=-1) + 1)]
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max())
-    return z / z.sum()
 
 
 def _jsonable(value: Any) -> Any:

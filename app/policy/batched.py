@@ -1,32 +1,81 @@
-"""Running an RLModule as a policy: batched actions for B envs, recurrent state per env.
+"""Running an RLModule as a policy: batched actions for B envs, recurrent state in and out.
 
-Used by training's validation evaluation, the backtest engine and Serve, so the policy acts
-identically everywhere: same observation dict in, same distribution, same greedy rule.
+The one inference path: training's validation evaluation, backtests, Serve and (soon) the trader
+and the game call :meth:`BatchedPolicy.step` (explicit state in, state out: callers that keep
+per-client or per-symbol state, like Serve's sessions or the trader, own it) or
+:meth:`BatchedPolicy.act` (the policy carries the state of its B envs itself: rollouts).
+Both give the same observation dict in, same distribution, same greedy rule, and the action
+distribution for every action space (:func:`action_probabilities`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-
-@dataclass
-class PolicyStep:
-    actions: np.ndarray
-    action_probs: np.ndarray | None
-    dist_inputs: np.ndarray
-    values: np.ndarray | None = None
-
-
+#: recurrent state of a batch: name -> tensor ``[B, ...]`` (empty for stateless modules)
+State = dict[str, Any]
 ObsTransform = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
+@dataclass
+class ActionProbabilities:
+    """The action distribution of each row, in the form its action space allows.
+
+    * ``Discrete(n)``: ``probs`` ``[B, n]`` (softmax of the logits);
+    * ``MultiDiscrete(nvec)``: ``components``, one ``[B, n_i]`` array per component;
+    * ``Box(d)``: ``mean`` and ``std`` ``[B, d]`` of the diagonal Gaussian (before clipping to
+      the box; a density has no per-action probability).
+    """
+
+    probs: np.ndarray | None = None
+    components: list[np.ndarray] = field(default_factory=list)
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+
+    def row(self, b: int) -> list[float] | list[list[float]] | dict[str, list[float]]:
+        """Row ``b`` as plain lists (JSON-ready)."""
+        if self.probs is not None:
+            return self.probs[b].tolist()
+        if self.components:
+            return [c[b].tolist() for c in self.components]
+        assert self.mean is not None and self.std is not None
+        return {"mean": self.mean[b].tolist(), "std": self.std[b].tolist()}
+
+
+def action_probabilities(space: gym.Space, dist_inputs: np.ndarray) -> ActionProbabilities:
+    """The distribution encoded by ``dist_inputs`` ``[..., width]`` for ``space`` (float64)."""
+    logits = np.asarray(dist_inputs, dtype=np.float64)
+    if isinstance(space, gym.spaces.Discrete):
+        return ActionProbabilities(probs=_softmax(logits))
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        parts = np.split(logits, np.cumsum(space.nvec)[:-1], axis=-1)
+        return ActionProbabilities(components=[_softmax(p) for p in parts])
+    mean, log_std = np.split(logits, 2, axis=-1)  # RLlib's TorchDiagGaussian layout
+    return ActionProbabilities(mean=mean, std=np.exp(log_std))
+
+
+@dataclass
+class PolicyStep:
+    """One batched decision: actions ``[B, ...]``, the distribution, and values if asked."""
+
+    actions: np.ndarray
+    distribution: ActionProbabilities
+    dist_inputs: np.ndarray
+    values: np.ndarray | None = None
+
+    @property
+    def action_probs(self) -> np.ndarray | None:
+        """Discrete action spaces: ``[B, n]`` probabilities (None otherwise)."""
+        return self.distribution.probs
+
+
 class BatchedPolicy:
-    """Wraps an RLModule: ``act(obs_batch)`` -> actions for B envs, carrying recurrent state.
+    """Wraps an RLModule: actions for B envs from a batched observation dict.
 
     ``obs_transform`` (optional, studies only) maps each batched observation dict to the one the
     module sees, e.g. :class:`app.evaluation.studies_policy.HistoryMask`; it must not modify its
@@ -49,25 +98,54 @@ class BatchedPolicy:
         self._dist_cls = action_dist_cls(action_space)
         self._generator = torch.Generator().manual_seed(seed)
         initial = module.get_initial_state() if hasattr(module, "get_initial_state") else {}
-        self._initial = {k: torch.as_tensor(np.asarray(v)) for k, v in initial.items()}
-        self.state = {k: v.unsqueeze(0).repeat(num_envs, *([1] * v.dim())) for k, v in self._initial.items()}
+        #: one env's initial recurrent state (unbatched tensors)
+        self.initial_state = {k: torch.as_tensor(np.asarray(v)) for k, v in initial.items()}
+        self.state: State = self.initial_states(num_envs)
 
     @property
     def stateful(self) -> bool:
-        return bool(self.state)
+        return bool(self.initial_state)
+
+    def initial_states(self, batch: int) -> State:
+        """The initial recurrent state of ``batch`` rows (``{}`` for stateless modules)."""
+        return {k: v.unsqueeze(0).repeat(batch, *([1] * v.dim())) for k, v in self.initial_state.items()}
+
+    def stack_states(self, rows: list[Mapping[str, Any] | None]) -> State:
+        """Per-row states (None: initial) -> one batched state, for :meth:`step`."""
+        if not self.stateful:
+            return {}
+        torch = self._torch
+        return {k: torch.stack([torch.as_tensor((r or self.initial_state)[k]) for r in rows])
+                for k in self.initial_state}
+
+    @staticmethod
+    def split_state(state: State, batch: int) -> list[dict[str, Any]]:
+        """A batched state -> one detached copy per row (what callers persist per client/symbol)."""
+        return [{k: v[b].clone() for k, v in state.items()} for b in range(batch)]
 
     def reset_state(self, mask: np.ndarray) -> None:
-        """Zero the recurrent state of envs in ``mask`` (their episode ended)."""
+        """Zero the carried recurrent state of envs in ``mask`` (their episode ended)."""
         for key, value in self.state.items():
-            value[self._torch.as_tensor(mask)] = self._initial[key]
+            value[self._torch.as_tensor(mask)] = self.initial_state[key]
 
     def act(self, obs: dict[str, np.ndarray]) -> PolicyStep:
+        """One step for the policy's own B envs, carrying their recurrent state."""
+        step, self.state = self.step(obs, self.state)
+        return step
+
+    def step(self, obs: dict[str, np.ndarray], state: State | None = None) -> tuple[PolicyStep, State]:
+        """One batched step from an explicit ``state`` (None: initial); returns the new state.
+
+        ``obs`` is ``[B, ...]`` per key, or ``[B, T, ...]`` for a recurrent replay of T bars
+        (the outputs then hold every time step).
+        """
         torch = self._torch
         if self.obs_transform is not None:
             obs = self.obs_transform(obs)
-        batch: dict[str, Any] = {"obs": {k: torch.as_tensor(v) for k, v in obs.items()}}
+        batch: dict[str, Any] = {"obs": {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in obs.items()}}
         if self.stateful:
-            batch["state_in"] = self.state
+            rows = len(next(iter(obs.values())))
+            batch["state_in"] = state if state else self.initial_states(rows)
         values = None
         with torch.no_grad():
             if self.with_values:  # the train pass returns the embeddings the value head reads
@@ -75,8 +153,7 @@ class BatchedPolicy:
                 values = self.module.compute_values(batch, embeddings=out["embeddings"]).cpu().numpy()
             else:
                 out = self.module.forward_inference(batch)
-        if self.stateful:
-            self.state = {k: v.detach() for k, v in out["state_out"].items()}
+        new_state = {k: v.detach() for k, v in out["state_out"].items()} if self.stateful else {}
         dist_inputs = out["action_dist_inputs"]
         dist = self._dist_cls.from_logits(dist_inputs)
         if self.greedy:
@@ -84,13 +161,16 @@ class BatchedPolicy:
         else:
             with _torch_seeded(torch, self._generator):
                 actions = dist.sample()
-        actions = actions.cpu().numpy()
+        actions = np.asarray(actions.cpu().numpy() if hasattr(actions, "cpu") else actions)
         if isinstance(self.action_space, gym.spaces.Box):
             actions = np.clip(actions, self.action_space.low, self.action_space.high).astype(np.float32)
-        probs = None
-        if isinstance(self.action_space, gym.spaces.Discrete):
-            probs = torch.softmax(dist_inputs, dim=-1).cpu().numpy()
-        return PolicyStep(actions, probs, dist_inputs.cpu().numpy(), values)
+        inputs = dist_inputs.cpu().numpy()
+        return PolicyStep(actions, action_probabilities(self.action_space, inputs), inputs, values), new_state
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
 
 
 class _torch_seeded:

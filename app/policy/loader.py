@@ -59,8 +59,9 @@ def resolve(ref: str, *, checkpoint: str = "final", runs_dir: Path | str | None 
         got = registry.fetch(ref, dst)
         digest = policy_digest(got.policy_dir)
         experiment = _read_yaml(got.experiment_yaml) if got.experiment_yaml else None
-        run = {"registered_model": got.name, "registered_version": got.version, "mlflow_run_id": got.run_id}
-        if experiment:
+        run: dict[str, Any] | None = {"registered_model": got.name, "registered_version": got.version,
+                                      "mlflow_run_id": got.run_id}
+        if experiment and run is not None:
             run |= {"name": experiment.get("name")}
         return _source(ref, got.policy_dir, experiment, f"{got.name}/v{got.version}@{digest}", run, env_id, env_config)
     path = Path(ref).expanduser()
@@ -73,7 +74,8 @@ def resolve(ref: str, *, checkpoint: str = "final", runs_dir: Path | str | None 
         if not policy.is_dir():
             have = [c for c in CHECKPOINTS if run_dir_obj.policy_dir(c).is_dir()]
             raise ModelLoadError(f"{path}: no '{checkpoint}' checkpoint (it has: {have or 'none'})")
-        run_dir, which = path, checkpoint
+        run_dir: Path | None = path
+        which = checkpoint
     else:
         if (path / POLICY_SUBDIR).is_dir():
             policy = path / POLICY_SUBDIR
@@ -161,5 +163,5 @@ def load_module(policy_dir: Path) -> Any:
         module = RLModule.from_checkpoint(str(Path(policy_dir).resolve()))
     except Exception as exc:  # noqa: BLE001 - pickles, missing classes, bad files
         raise ModelLoadError(f"{policy_dir}: cannot load the RLModule: {exc}") from exc
-    module.eval()
+    module.eval()  # type: ignore[attr-defined]  # a TorchRLModule is an nn.Module
     return module

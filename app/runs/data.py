@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from app.config.schema import Experiment
-from app.data.schema import DatasetKey
+from app.data.schema import DatasetKey, MarketType
 from app.data.split_types import Split
 from app.data.splits import split_by_symbol, split_by_time
 from app.data.store import ParquetStore
@@ -49,13 +49,13 @@ def make_splits(exp: Experiment) -> dict[str, Split]:
         meta = (pd.read_parquet(data.by_symbol.metadata) if data.by_symbol.metadata
                 else pd.DataFrame({"symbol": universe, "sector": "Unknown"}))
         meta = meta[meta["symbol"].isin(universe)]
-        splits["by_symbol"] = split_by_symbol(meta, seed=exp.seed, fractions=dict(data.by_symbol.fractions))
+        splits["by_symbol"] = split_by_symbol(meta, seed=exp.seed, fractions={str(k): float(v) for k, v in data.by_symbol.fractions.items()})
     if data.by_time is not None:
         if data.index is None:  # a train symbol's bars as the calendar (never a test symbol's)
             train = splits["by_symbol"].symbols.get("train", ()) if "by_symbol" in splits else universe
             calendar = store.read(key, list(train)[:1])["timestamp"]
         else:
-            index_key = DatasetKey(data.index.source, data.index.market_type, data.index.timeframe)
+            index_key = DatasetKey(data.index.source, MarketType(data.index.market_type), data.index.timeframe)
             calendar = store.read(index_key, [data.index.symbol])["timestamp"]
         splits["by_time"] = split_by_time(calendar, train_end=pd.Timestamp(data.by_time.train_end, tz="UTC"),
                                           validation_end=pd.Timestamp(data.by_time.validation_end, tz="UTC"),
@@ -100,9 +100,11 @@ def periods_per_year(exp: Experiment) -> float:
 
 
 def _key(exp: Experiment) -> DatasetKey:
+    assert exp.data is not None, "store-backed experiments only"
     ds = exp.data.dataset
-    return DatasetKey(ds.source, ds.market_type, ds.timeframe)
+    return DatasetKey(ds.source, MarketType(ds.market_type), ds.timeframe)
 
 
 def _universe(exp: Experiment, store: ParquetStore) -> list[str]:
+    assert exp.data is not None, "store-backed experiments only"
     return list(exp.data.symbols) if exp.data.symbols else store.symbols(_key(exp))

@@ -44,14 +44,15 @@ class DataSpec:
 def load_env_data(spec: DataSpec) -> tuple[MarketArrays, MarketArrays | None]:
     """Load (and cache per process) the market and index arrays of ``spec``."""
     from app.data.market import load_market
-    from app.data.schema import DatasetKey
+    from app.data.schema import DatasetKey, MarketType
     from app.data.store import ParquetStore
 
     store = ParquetStore(spec.store)
-    market = load_market(store, DatasetKey(spec.source, spec.market_type, spec.timeframe), list(spec.symbols))
+    market = load_market(store, DatasetKey(spec.source, MarketType(spec.market_type), spec.timeframe), list(spec.symbols))
     index = None
     if spec.index_symbol:
-        index_key = DatasetKey(spec.index_source or spec.source, spec.index_market_type or "index", spec.timeframe)
+        index_key = DatasetKey(spec.index_source or spec.source, MarketType(spec.index_market_type or "index"),
+                               spec.timeframe)
         index = store.load_arrays(index_key, [spec.index_symbol])
     return market, index
 

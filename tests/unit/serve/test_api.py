@@ -130,7 +130,7 @@ def test_request_timeout_is_504(service, synth):
 def test_health_is_503_when_the_model_cannot_run(env_config, mlp, monkeypatch):
     service = make_service(mlp, env_config)
     app = make_app(service)
-    monkeypatch.setattr(service.policy, "act", lambda obs: (_ for _ in ()).throw(RuntimeError("weights gone")))
+    monkeypatch.setattr(service.policy, "step", lambda obs, state=None: (_ for _ in ()).throw(RuntimeError("weights gone")))
     r = request(app, "GET", "/v1/health")
     assert r.status == 503 and r.json()["status"] == "unhealthy"
     assert "weights gone" not in r.json()["detail"]  # no internals to anonymous callers

@@ -103,3 +103,18 @@ def test_a_registered_model_in_a_real_mlflow_store(run_dir, tmp_path, monkeypatc
     with pytest.raises(ModelLoadError, match="cannot fetch"):
         resolve("models:/unit-policy/9", tracking_uri=uri)
     assert yaml.safe_load((run_dir / "experiment.yaml").read_text())["env"]["id"] == ENV_ID
+
+
+def test_one_runs_dir_for_every_reader_and_writer(run_dir, monkeypatch):
+    """RAYTRADE_RUNS_DIR is where runs are created (the config's default), found by name
+    (RunDir.find) and resolved for serving (policy loader): one layout, one directory."""
+    from app.config.schema import TrackingConfig
+    from app.runs import RunDir, default_runs_dir
+
+    monkeypatch.setenv("RAYTRADE_RUNS_DIR", str(run_dir.parent))
+    assert default_runs_dir() == run_dir.parent
+    assert TrackingConfig().runs_dir == run_dir.parent
+    assert RunDir.find("unit").path == run_dir.resolve()
+    assert resolve("unit").policy_dir == run_dir.resolve() / "checkpoints" / "final" / POLICY_SUBDIR
+    monkeypatch.delenv("RAYTRADE_RUNS_DIR")
+    assert default_runs_dir().as_posix() == "runs"
