@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from app.atomic import atomic_write
 from app.errors import RaytradeError
 from app.evaluation import stats
 from app.evaluation.summary import position_weights
@@ -324,27 +323,15 @@ def write_result(result: StudyResult, out_dir: Path, figure: Any = None,
     tables (``<name>.parquet``) into ``out_dir``, each atomically; returns ``result`` updated."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = [_atomic(out_dir / "result.parquet", lambda p: result.table.to_parquet(p, index=False))]
+    files = [atomic_write(out_dir / "result.parquet", lambda p: result.table.to_parquet(p, index=False))]
     for name, table in (extra or {}).items():
-        files.append(_atomic(out_dir / f"{name}.parquet", lambda p, t=table: t.to_parquet(p, index=False)))
+        files.append(atomic_write(out_dir / f"{name}.parquet", lambda p, t=table: t.to_parquet(p, index=False)))
     notes = json.dumps(result.notes, indent=2, default=_jsonable, allow_nan=True)
-    files.append(_atomic(out_dir / "notes.json", lambda p: Path(p).write_text(notes)))
+    files.append(atomic_write(out_dir / "notes.json", lambda p: Path(p).write_text(notes)))
     if figure is not None:
-        files.append(_atomic(out_dir / "plot.png", lambda p: figure.savefig(p, format="png", dpi=100)))
+        files.append(atomic_write(out_dir / "plot.png", lambda p: figure.savefig(p, format="png", dpi=100)))
     result.out_dir, result.files = out_dir, files
     return result
-
-
-def _atomic(path: Path, write: Any) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def _jsonable(value: Any) -> Any:
