@@ -42,9 +42,10 @@ unit: install  ## fast offline unit tests only (no Ray)
 integration: install chromium  ## Ray integration tests (one shared local Ray)
 	$(BIN)/python -m pytest tests/integration -q
 
-lint: install  ## ruff + import-linter contracts (envs is a leaf, serve stays thin, vendors at the edges)
+lint: install  ## ruff + import-linter contracts (layers, no cycles, envs is a leaf, vendors at the edges) + mypy
 	$(BIN)/ruff check app envs serve tests benchmarks scripts
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: install  ## benchmarks against the peers named in the issues (prints ratios)
 	$(BIN)/python -m pip install -q -e ".[bench]"

@@ -15,7 +15,7 @@ reward, equity.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from app.atomic import atomic_write
 from app.policy.batched import BatchedPolicy, ObsTransform
 from app.runs.env_factory import create_env
 
@@ -38,6 +39,8 @@ class BacktestResult:
     seconds: float
     #: building the vector env (observation tables are precomputed there when they fit)
     build_seconds: float = 0.0
+    #: requested symbols that were not backtested, with the reason
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def decisions(self) -> int:
@@ -69,13 +72,9 @@ class BacktestResult:
         return pa.table(cols)
 
     def save(self, path: Path) -> Path:
-        """Write the records as Parquet (atomically: temp file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        pq.write_table(self.to_table(), tmp, compression="zstd")
-        tmp.replace(path)
-        return path
+        """Write the records as Parquet (atomically, :func:`app.atomic.atomic_write`)."""
+        table = self.to_table()
+        return atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def backtest(module: Any, env_id: str, env_config: dict[str, Any], *, symbols: list[str] | None = None,
@@ -88,12 +87,7 @@ def backtest(module: Any, env_id: str, env_config: dict[str, Any], *, symbols: l
     :class:`~app.policy.batched.BatchedPolicy` (studies that alter what the policy sees)."""
     if samples < 1 or (greedy and samples != 1):
         raise ValueError(f"samples: a greedy backtest takes 1 sample, a stochastic one >= 1; got {samples}")
-    probe = create_env(env_id, env_config | {"num_envs": 1, "precompute_max_mb": 0.0})  # cheap: no tables
-    universe = list(probe.engine.universe)
-    probe.close()
-    symbols = universe if symbols is None else [s for s in symbols if s in universe]
-    if not symbols:
-        raise ValueError(f"backtest: no symbol with enough data for a full window in {env_id}")
+    symbols, skipped = eligible_symbols(env_id, env_config, symbols)
     n_envs = len(symbols) * samples
     cfg = env_config | {"num_envs": n_envs, "episode_bars": None, "random_start": False, "vector_info": True}
     t_build = time.perf_counter()
@@ -105,7 +99,31 @@ def backtest(module: Any, env_id: str, env_config: dict[str, Any], *, symbols: l
     columns = _run(env, policy, symbols * samples, seed, max_steps)
     seconds = time.perf_counter() - t0
     env.close()
-    return BacktestResult(symbols, samples, greedy, columns, seconds, build_seconds)
+    return BacktestResult(symbols, samples, greedy, columns, seconds, build_seconds, skipped)
+
+
+def eligible_symbols(env_id: str, env_config: dict[str, Any],
+                     symbols: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The symbols a backtest can trade, and the skipped ones with the reason.
+
+    Eligibility is checked in the backtest's own full-range mode (``episode_bars=None``, no
+    random start): a symbol shorter than the training ``episode_bars`` is still backtested over
+    its whole range; only one without a single bar after its observation window is skipped.
+    """
+    full = env_config | {"num_envs": 1, "precompute_max_mb": 0.0, "episode_bars": None,
+                         "random_start": False}
+    probe = create_env(env_id, full)  # cheap: no tables; raises when no symbol is long enough
+    universe, market_symbols = list(probe.engine.universe), list(probe.engine.market.symbols)
+    probe.close()
+    requested = list(symbols) if symbols is not None else list(
+        env_config.get("symbols") or market_symbols or universe)
+    skipped = {s: ("not in the backtest's data" if s not in market_symbols
+                   else "no bar to trade after the observation window (warmup_bars / window_bars) "
+                        "within the range") for s in requested if s not in universe}
+    kept = [s for s in requested if s in universe]
+    if not kept:
+        raise ValueError(f"backtest: none of the requested symbols can be backtested: {skipped}")
+    return kept, skipped
 
 
 def _run(env: Any, policy: BatchedPolicy, env_symbols: list[str], seed: int, max_steps: int) -> dict[str, np.ndarray]:

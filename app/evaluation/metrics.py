@@ -29,7 +29,7 @@ Conventions for degenerate series (the references disagree; these are ours, test
   far below it). A zero-variance stream has Sharpe ``0`` when its mean is also below
   ``ZERO_VOL`` (a flat account: no return, no risk) and ``+-inf`` otherwise (riskless drift).
 * **Sortino with no losing bar** (downside deviation below ``ZERO_VOL``) is ``+inf`` when the
-  mean is positive, as empyrical gives (quantstats >= 0.0.6x returns ``nan`` there), and ``0``
+  mean is positive, as empyrical gives (the quantstats release pinned here gives ``nan``), and ``0``
   for a flat stream (same rule as Sharpe).
 * Calmar: ``inf`` with no drawdown and a positive return, ``nan`` for 0 / 0.
 

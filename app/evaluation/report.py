@@ -5,7 +5,8 @@ One ``.html`` file, no external references: inline CSS, figures as base64 PNG ``
 (:meth:`app.tracking.mlflow_tracker.MlflowTracker.log_artifact`).
 
 Sections, each a ``<section>`` with a fixed id: ``header`` (title and run metadata),
-``headline`` (agent vs buy & hold vs index, ``ALL`` and ``PORTFOLIO`` with confidence intervals),
+``headline`` (agent vs buy & hold vs index, the cross-section ``*ALL*`` and the ``*PORTFOLIO*``
+with confidence intervals), ``caveats`` (conventions and caveats: costs, index, survivorship),
 ``equity`` (equal-weight portfolio curves normalized to 1), ``drawdowns``, ``prices`` (close
 price with the agent's entries and exits for a few symbols), ``returns`` (distribution of
 per-bar returns), ``actions`` (frequencies, mean action probabilities) and ``metrics`` (the
@@ -25,8 +26,6 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,21 +34,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from app.atomic import atomic_write
 from app.evaluation import plots
 from app.evaluation.metrics import drawdown
+from app.evaluation.summary import AGGREGATE_SCOPES, CAVEATS, SYMBOL
 from app.evaluation.trade_stats import action_frequencies
 
 #: one price or index series: timestamps (ns since the epoch, UTC, or datetimes) and values
 TimeSeries = tuple[Any, Any]
 
-SECTIONS = ("header", "headline", "equity", "drawdowns", "prices", "returns", "actions", "metrics")
+SECTIONS = ("header", "headline", "caveats", "equity", "drawdowns", "prices", "returns", "actions", "metrics")
 STRATEGIES = ("agent", "buy_and_hold", "index")
 HEADLINE_METRICS = ("total_return", "annualized_return", "volatility", "sharpe", "sortino",
                     "max_drawdown", "calmar")
 _PERCENT = {"total_return", "annualized_return", "volatility", "max_drawdown", "win_rate",
             "exposure", "pct_long", "pct_short", "pct_flat"}
 _COUNTS = {"trades", "max_drawdown_duration_bars", "mean_long_bars", "mean_short_bars"}
-_AGGREGATES = ("PORTFOLIO", "ALL")
 
 
 @dataclass
@@ -69,7 +69,8 @@ def render_report(path: Path, *, title: str, records: pd.DataFrame, summary: pd.
                   close_usd: Mapping[str, TimeSeries], index_close: TimeSeries | None,
                   meta: Mapping[str, str], chart_symbols: Sequence[str] | None = None,
                   greedy: bool, action_names: Sequence[str] | None = None,
-                  initial_equity_usd: float | None = None, ci_level: float = 0.95) -> Path:
+                  initial_equity_usd: float | None = None, ci_level: float = 0.95,
+                  caveats: Sequence[str] | None = None) -> Path:
     """Write the report of one backtest to ``path`` (atomically: temp file, then rename).
 
     ``records``: :meth:`BacktestResult.to_table` as a DataFrame; ``summary``: the
@@ -82,6 +83,8 @@ def render_report(path: Path, *, title: str, records: pd.DataFrame, summary: pd.
     ``initial_equity_usd`` is the equity before the first bar; by default it is inferred from
     the first record (equity minus that bar's mark-to-close gain, plus fee and funding, as the
     env starts flat). ``ci_level`` only labels the intervals (they come from ``summary``).
+    ``caveats``: the "conventions and caveats" block; default ``summary.attrs["caveats"]``, else
+    :data:`app.evaluation.summary.CAVEATS`.
     """
     if records.empty:
         raise ValueError("render_report: no records")
@@ -118,12 +121,14 @@ def render_report(path: Path, *, title: str, records: pd.DataFrame, summary: pd.
         _header(title, head),
         _section("headline", "Headline: agent vs buy &amp; hold vs index",
                  _caption(("PORTFOLIO: one account split equally across the symbols at the start "
-                           "(stationary bootstrap of its per-bar returns). "
-                           if (summary["symbol"] == "PORTFOLIO").any() else
-                           "No PORTFOLIO rows: the symbols cover different numbers of bars. ")
-                          + f"ALL: mean over symbols (bootstrap across symbols). Brackets: "
-                          f"{ci_level:.0%} confidence interval.")
+                           if (summary["scope"] == "portfolio").any() else
+                           "No PORTFOLIO rows: the symbols cover different bars. ")
+                          + "ALL: mean over symbols. Brackets: "
+                          f"{ci_level:.0%} confidence interval, a stationary bootstrap of time "
+                          "blocks resampling the same bars for every symbol.")
                  + _headline_table(summary)),
+        _section("caveats", "Conventions and caveats", _caveats(
+            caveats if caveats is not None else summary.attrs.get("caveats", CAVEATS))),
         _section("equity", "Equity curves", figures["equity"]),
         _section("drawdowns", "Drawdowns", figures["drawdowns"]),
         _section("prices", "Prices and trades",
@@ -236,7 +241,7 @@ def _chart_symbols(summary: pd.DataFrame, paths: list[_Path], symbols: list[str]
             raise ValueError(f"render_report: chart_symbols not in the records: {unknown}")
         return list(dict.fromkeys(chosen))
     rows = summary[(summary["strategy"] == "agent") & (summary["metric"] == "total_return")
-                   & summary["symbol"].isin(symbols)] if not summary.empty else summary
+                   & (summary["scope"] == SYMBOL) & summary["symbol"].isin(symbols)] if not summary.empty else summary
     ret = dict(zip(rows["symbol"], rows["value"], strict=True)) if len(rows) else {}
     for p in paths:  # symbols the summary lacks: from the curves
         ret.setdefault(p.symbol, float(p.equity.iloc[-1] / p.equity.iloc[0] - 1.0))
@@ -282,35 +287,49 @@ def _label(metric: str) -> str:
     return metric.replace("action_freq_", "action ").replace("_", " ")
 
 
-def _table(table_id: str, summary: pd.DataFrame, scopes: Sequence[str], metrics: Sequence[str]) -> str:
-    lookup = {(st, sy, m): (float(v), float(lo), float(hi), int(n)) for st, sy, m, v, lo, hi, n
-              in summary[["strategy", "symbol", "metric", "value", "ci_low", "ci_high", "n"]].itertuples(index=False)}
+def _table(table_id: str, summary: pd.DataFrame, scopes: Sequence[tuple[str, str]],
+           metrics: Sequence[str]) -> str:
+    """One row per ``(scope, symbol)`` and strategy; cells looked up by scope too, so an
+    aggregate never stands in for a symbol of the same name."""
+    cols = ["strategy", "scope", "symbol", "metric", "value", "ci_low", "ci_high", "n"]
+    lookup = {(st, sc, sy, m): (float(v), float(lo), float(hi), int(n)) for st, sc, sy, m, v, lo, hi, n
+              in summary[cols].itertuples(index=False)}
     head = "".join(f'<th scope="col">{_e(_label(m))}</th>' for m in metrics)
     rows = []
-    for scope in scopes:
+    for scope, symbol in scopes:
         for strategy in STRATEGIES:
-            cells = [lookup.get((strategy, scope, m)) for m in metrics]
+            cells = [lookup.get((strategy, scope, symbol, m)) for m in metrics]
             if all(c is None for c in cells):
                 continue
             n = next(c[3] for c in cells if c is not None)
-            rows.append(f'<tr class="{strategy}" data-strategy="{strategy}" data-symbol="{_e(scope)}">'
-                        f'<th scope="row">{_e(scope)}</th><td>{_e(plots.LABELS[strategy])}</td>'
-                        f'<td class="num">{n}</td>' + "".join(_cell(m, c) for m, c in zip(metrics, cells, strict=True))
-                        + "</tr>")
+            rows.append(f'<tr class="{strategy}" data-strategy="{strategy}" data-scope="{_e(scope)}" '
+                        f'data-symbol="{_e(symbol)}"><th scope="row">{_e(symbol)}</th>'
+                        f'<td>{_e(plots.LABELS[strategy])}</td><td class="num">{n}</td>'
+                        + "".join(_cell(m, c) for m, c in zip(metrics, cells, strict=True)) + "</tr>")
     return (f'<div class="scroll"><table id="{table_id}"><thead><tr><th scope="col">symbol</th>'
             f'<th scope="col">strategy</th><th scope="col">n</th>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
+def _scopes(summary: pd.DataFrame, aggregates_only: bool) -> list[tuple[str, str]]:
+    """``(scope, symbol)`` pairs: the portfolio, the cross-section, then (unless
+    ``aggregates_only``) the symbols in table order."""
+    pairs = list(dict.fromkeys(zip(summary["scope"], summary["symbol"], strict=True)))
+    out = [p for scope in AGGREGATE_SCOPES for p in pairs if p[0] == scope]
+    return out if aggregates_only else out + [p for p in pairs if p[0] == SYMBOL]
+
+
 def _headline_table(summary: pd.DataFrame) -> str:
     present = [m for m in HEADLINE_METRICS if m in set(summary["metric"])]
-    return _table("headline-table", summary, [s for s in _AGGREGATES if s in set(summary["symbol"])], present)
+    return _table("headline-table", summary, _scopes(summary, True), present)
 
 
 def _metrics_table(summary: pd.DataFrame) -> str:
-    symbols = list(dict.fromkeys(summary["symbol"]))
-    scopes = [s for s in _AGGREGATES if s in symbols] + [s for s in symbols if s not in _AGGREGATES]
-    return _table("metrics-table", summary, scopes, list(dict.fromkeys(summary["metric"])))
+    return _table("metrics-table", summary, _scopes(summary, False), list(dict.fromkeys(summary["metric"])))
+
+
+def _caveats(items: Sequence[str]) -> str:
+    return '<ul id="caveats-list">' + "".join(f"<li>{_e(c)}</li>" for c in items) + "</ul>"
 
 
 def _actions(records: pd.DataFrame, summary: pd.DataFrame, action_names: Sequence[str] | None) -> str:
@@ -391,14 +410,8 @@ def _page(title: str, body: list[str]) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; an artifact is meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o644)  # mkstemp makes it private; an artifact is meant to be read
+
+    return atomic_write(path, write)

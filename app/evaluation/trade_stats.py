@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.evaluation import metrics as m
+from envs.core import costs
 
 #: metrics that depend only on the equity curve (computable for any return series)
 RETURN_METRICS: tuple[str, ...] = (
@@ -163,8 +164,46 @@ def backtest_metrics(equity_usd: np.ndarray, position: np.ndarray, periods_per_y
     return out
 
 
-def buy_and_hold_metrics(close_usd: np.ndarray, periods_per_year: float) -> dict[str, float]:
-    """:func:`backtest_metrics` of holding one unit from ``close_usd[0]`` to the end, no costs:
-    equity ``close / close[0]``, a long position of weight 1 on every bar (one trade)."""
+def buy_and_hold_equity(close_usd: np.ndarray, cost: costs.CostModel | None = None) -> np.ndarray:
+    """Equity (starting at 1) of buying at ``close_usd[0]`` and selling at ``close_usd[-1]``.
+
+    With ``cost`` the entry and the exit pay the env's fee and slippage
+    (:func:`envs.core.costs.target_qty` and :func:`~envs.core.costs.fill`, as the agent's first
+    buy of weight 1 and its last sale): the entry cost shows in the first bar's return, the exit
+    cost in the last. ``None``: frictionless ``close / close[0]``.
+    """
     close = np.asarray(close_usd, dtype=np.float64)
-    return backtest_metrics(close / close[0], np.ones(len(close) - 1), periods_per_year)
+    if cost is None or len(close) < 2:
+        return close / close[0]
+    qty = costs.target_qty(1.0, 1.0, close[0], 0.0, cost.fee_rate, cost.slippage_rate)
+    _, notional, fee = costs.fill(qty, close[0], cost.fee_rate, cost.slippage_rate)
+    cash = 1.0 - notional - fee
+    equity = cash + qty * close
+    _, notional_out, fee_out = costs.fill(-qty, close[-1], cost.fee_rate, cost.slippage_rate)
+    equity[0], equity[-1] = 1.0, cash - notional_out - fee_out
+    return equity
+
+
+def buy_and_hold_metrics(close_usd: np.ndarray, periods_per_year: float,
+                         cost: costs.CostModel | None = None) -> dict[str, float]:
+    """:func:`backtest_metrics` of :func:`buy_and_hold_equity` (costs charged when ``cost`` is
+    given): a long position of weight 1 on every bar, one trade."""
+    equity = buy_and_hold_equity(close_usd, cost)
+    return backtest_metrics(equity, np.ones(len(equity) - 1), periods_per_year)
+
+
+def gross_pnl(equity_usd: np.ndarray, position: np.ndarray) -> tuple[float, float]:
+    """``(gross profit, gross loss)`` of the round trips, both >= 0, in units of the equity's
+    start (so symbols of any account size add up): the parts of :func:`profit_factor`."""
+    equity = np.asarray(equity_usd, dtype=np.float64)
+    pnl = round_trips(equity / equity[0], position).pnl_usd
+    return float(pnl[pnl > 0].sum()), float(-pnl[pnl < 0].sum())
+
+
+def pooled_profit_factor(gains: np.ndarray, losses: np.ndarray) -> float:
+    """Profit factor of several symbols' trades together: ``sum(gains) / sum(losses)``; ``inf``
+    with profit and no loss, ``nan`` with neither (as :func:`profit_factor`)."""
+    gain, loss = float(np.sum(gains)), float(np.sum(losses))
+    if loss > 0:
+        return gain / loss
+    return float("inf") if gain > 0 else float("nan")

@@ -15,7 +15,8 @@ so the returns are those of the evaluation that scored the trial.
 
 * **PBO** (:func:`app.evaluation.stats.pbo_cscv`, per-bar Sharpe, ``S`` blocks): the
   probability that the configuration that is best on a random half of the validation bars is
-  at or below the median on the other half. Needs >= 2 trials with a checkpoint, the same
+  below the median on the other half (a median rank counts one half, so skill-less trials
+  give 0.5 for any number of trials). Needs >= 2 trials with a checkpoint, the same
   validation episodes for all (so ``env.*`` must not change which bars are traded; checked by
   comparing the validation env configs), and enough bars (``S >= 4`` blocks of >= 4 bars).
   Episodes that end early (liquidation) are padded with zero returns (flat) up to the longest

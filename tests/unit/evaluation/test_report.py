@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,7 +14,13 @@ import pytest
 
 from app.evaluation.backtest import BacktestResult
 from app.evaluation.report import SECTIONS, _paths, render_report
-from app.evaluation.summary import position_weights, summary_table
+from app.evaluation.summary import (
+    ALL_LABEL,
+    CAVEATS,
+    PORTFOLIO_LABEL,
+    position_weights,
+    summary_table,
+)
 
 INITIAL_USD = 10_000.0
 FEE_RATE = 0.001
@@ -160,7 +167,7 @@ def test_sections_images_and_tables(default_report):
     # the headline table: agent / buy & hold / index for PORTFOLIO and ALL, with intervals
     headline = dom.rows["headline-table"]
     assert {(r["data-strategy"], r["data-symbol"]) for r in headline} == {
-        (s, scope) for s in ("agent", "buy_and_hold", "index") for scope in ("ALL", "PORTFOLIO")}
+        (s, scope) for s in ("agent", "buy_and_hold", "index") for scope in (ALL_LABEL, PORTFOLIO_LABEL)}
     for row in headline:
         sharpe = next(c for c in row["cells"] if c["data-metric"] == "sharpe")
         low, value, high = (float(sharpe[k]) for k in ("data-ci-low", "data-value", "data-ci-high"))
@@ -168,7 +175,9 @@ def test_sections_images_and_tables(default_report):
     # the full table: every (strategy, symbol) of the summary
     full = {(r["data-strategy"], r["data-symbol"]) for r in dom.rows["metrics-table"]}
     assert full == {(s, sym) for s in ("agent", "buy_and_hold", "index")
-                    for sym in ["ALL", "PORTFOLIO"] + [f"SYM{i}" for i in range(4)]}
+                    for sym in [ALL_LABEL, PORTFOLIO_LABEL] + [f"SYM{i}" for i in range(4)]}
+    # the conventions and caveats block: costs, price index vs total return, survivorship
+    assert 'id="caveats-list"' in text and all(html.escape(c) in text for c in CAVEATS)
     assert 'id="action-table"' in text and text.count('<tr data-action=') == 3
     assert "short" in text and "mean probability" in text
 

@@ -1,4 +1,4 @@
-"""The summary table: agent vs buy-and-hold vs index, per symbol, ALL and PORTFOLIO, with CIs."""
+"""The summary table: agent vs buy-and-hold vs index, per symbol, cross-section and portfolio, with CIs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.evaluation.summary import combine_seed_tables, position_weights, summary_table
+from app.evaluation.summary import (
+    ALL_LABEL,
+    PORTFOLIO_LABEL,
+    combine_seed_tables,
+    position_weights,
+    summary_table,
+)
 from app.evaluation.trade_stats import backtest_metrics, buy_and_hold_metrics
 
 # two symbols over 4 bars; the agent is long A for bars 1-2 and short B for bar 0
@@ -25,16 +31,19 @@ def _table(**kw) -> pd.DataFrame:
 
 
 def _value(table: pd.DataFrame, strategy: str, symbol: str, metric: str) -> pd.Series:
-    row = table[(table.strategy == strategy) & (table.symbol == symbol) & (table.metric == metric)]
+    scope = {ALL_LABEL: "cross_section", PORTFOLIO_LABEL: "portfolio"}.get(symbol, "symbol")
+    row = table[(table.strategy == strategy) & (table.scope == scope) & (table.symbol == symbol)
+                & (table.metric == metric)]
     assert len(row) == 1, (strategy, symbol, metric)
     return row.iloc[0]
 
 
 def test_layout_and_per_symbol_values():
     table = _table()
-    assert list(table.columns) == ["strategy", "symbol", "metric", "value", "ci_low", "ci_high", "n"]
+    assert list(table.columns) == ["strategy", "scope", "symbol", "metric", "value", "ci_low",
+                                   "ci_high", "n", "ci_method"]
     assert set(table.strategy) == {"agent", "buy_and_hold", "index"}
-    assert set(table.symbol) == {"A", "B", "ALL", "PORTFOLIO"}
+    assert set(table.symbol) == {"A", "B", ALL_LABEL, PORTFOLIO_LABEL}
     assert not table.duplicated(["strategy", "symbol", "metric"]).any()
     for sym in CLOSE:
         agent = backtest_metrics(EQUITY[sym], POSITION[sym], 252, ACTIONS[sym], ["sell", "hold", "buy"])
@@ -55,19 +64,19 @@ def test_hand_computed_values():
     assert _value(table, "agent", "A", "total_return").value == pytest.approx(0.10)
     assert _value(table, "agent", "A", "max_drawdown").value == pytest.approx(0.10)
     assert _value(table, "agent", "B", "pct_short").value == pytest.approx(0.25)
-    assert _value(table, "agent", "ALL", "trades").value == 1.0
-    assert _value(table, "agent", "ALL", "win_rate").value == 1.0
+    assert _value(table, "agent", ALL_LABEL, "trades").value == 1.0
+    assert _value(table, "agent", ALL_LABEL, "win_rate").value == 1.0
     # buy and hold: A +21 %, B +20 %; ALL is their mean
     assert _value(table, "buy_and_hold", "A", "total_return").value == pytest.approx(0.21)
-    assert _value(table, "buy_and_hold", "ALL", "total_return").value == pytest.approx(0.205)
-    # profit factor is inf for both agent symbols (no losing trade): left out of the mean
-    pf = _value(table, "agent", "ALL", "profit_factor")
-    assert np.isnan(pf.value) and pf.n == 0
+    assert _value(table, "buy_and_hold", ALL_LABEL, "total_return").value == pytest.approx(0.205)
+    # profit factor is inf for both agent symbols (no losing trade): pooled, still inf
+    pf = _value(table, "agent", ALL_LABEL, "profit_factor")
+    assert pf.value == np.inf and pf.n == 2
     # the equal-split account's total return is the mean of the symbols' total returns
     for strategy in ("agent", "buy_and_hold", "index"):
         per_symbol = table[(table.strategy == strategy) & table.symbol.isin(["A", "B"])
                            & (table.metric == "total_return")].value.mean()
-        assert _value(table, strategy, "PORTFOLIO", "total_return").value == pytest.approx(per_symbol)
+        assert _value(table, strategy, PORTFOLIO_LABEL, "total_return").value == pytest.approx(per_symbol)
 
 
 def test_aggregate_intervals_bracket_the_point_and_are_seeded():
@@ -79,13 +88,11 @@ def test_aggregate_intervals_bracket_the_point_and_are_seeded():
               for s in symbols}
     index = 100 * np.cumprod(np.r_[1, 1 + rng.normal(0.0002, 0.008, n_bars)])
     table = summary_table(equity, position, close, index, periods_per_year=252, rng=4, n_boot=300)
-    agg = table[table.symbol.isin(["ALL", "PORTFOLIO"])].dropna(subset=["ci_low"])
+    agg = table[table.scope != "symbol"].dropna(subset=["ci_low"])
     assert len(agg) > 50 and (agg.ci_low <= agg.ci_high).all()
-    # the mean across symbols, and the smooth statistics of the portfolio's returns, lie inside
-    # their percentile intervals (path statistics like drawdown need not)
-    smooth = agg[(agg.symbol == "ALL") | agg.metric.isin(["sharpe", "volatility", "annualized_return"])]
-    tol = 1e-9 * (1 + smooth.value.abs())
-    assert ((smooth.ci_low <= smooth.value + tol) & (smooth.value <= smooth.ci_high + tol)).all()
+    # every aggregate point, max drawdown included, lies inside its interval on typical paths
+    tol = 1e-9 * (1 + agg.value.abs())
+    assert ((agg.ci_low <= agg.value + tol) & (agg.value <= agg.ci_high + tol)).all()
     again = summary_table(equity, position, close, index, periods_per_year=252, rng=4, n_boot=300)
     pd.testing.assert_frame_equal(table, again)
     other = summary_table(equity, position, close, index, periods_per_year=252, rng=5, n_boot=300)
@@ -102,7 +109,7 @@ def test_unequal_lengths_have_no_portfolio_and_bad_lengths_are_named():
     close = CLOSE | {"C": np.array([10.0, 10.1, 10.2])}
     index = {s: INDEX[: len(equity[s])] for s in equity}
     table = summary_table(equity, position, close, index, periods_per_year=252, rng=0, n_boot=50)
-    assert "PORTFOLIO" not in set(table.symbol)
+    assert "portfolio" not in set(table.scope)
     with pytest.raises(ValueError, match="B: need len"):
         summary_table(EQUITY, POSITION | {"B": np.zeros(3)}, CLOSE, INDEX, periods_per_year=252, rng=0)
 
@@ -118,7 +125,7 @@ def test_combine_seed_tables():
     t1 = t1.assign(value=np.where(t1.metric == "total_return", t1.value + 0.02, t1.value))
     out = combine_seed_tables({0: t0, 1: t1})
     assert len(out) == len(t0)
-    assert list(out.columns[:6]) == ["strategy", "symbol", "metric", "mean", "std", "n_seeds"]
+    assert list(out.columns[:7]) == ["strategy", "scope", "symbol", "metric", "mean", "std", "n_seeds"]
     row = out[(out.strategy == "agent") & (out.symbol == "A") & (out.metric == "total_return")].iloc[0]
     assert (row.seed_0, row.seed_1) == pytest.approx((0.10, 0.12))
     assert row["mean"] == pytest.approx(0.11) and row["std"] == pytest.approx(0.02 / np.sqrt(2))
