@@ -4,7 +4,8 @@ Importing this package only registers the env ids (entry points are strings, not
 imported). ``gym.make(id)`` works with no arguments (on a synthetic market);
 ``gym.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")`` gives the native
 vector face. For RLlib, :func:`make_creator` returns the ``env_config -> env`` callable it expects
-(a VectorEnv when ``env_config`` has ``num_envs``).
+(a VectorEnv when ``env_config`` has ``num_envs``). :func:`env_spec` gives each env's ONE spec
+(:class:`envs.core.spec.EnvSpec`): what Serve, backtests and the trader know about an env.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gymnasium.envs.registration import load_env_creator, register, registry
-from gymnasium.envs.registration import spec as env_spec
+from gymnasium.envs.registration import spec as registered_spec
 
 STOCK_SWING = "raytrade/StockSwing-v0"
 CRYPTO_FUTURES = "raytrade/CryptoFutures-v0"
@@ -49,7 +50,7 @@ def make_creator(env_id: str) -> Callable[[Mapping[str, Any]], Any]:
     ``gymnasium.vector.VectorEnv``; without ``num_envs`` the single-env face is returned.
     ``env_config`` holds config fields plus optional ``market``/``index`` arrays.
     """
-    spec = env_spec(env_id)
+    spec = registered_spec(env_id)
 
     def create(env_config: Mapping[str, Any] | None = None):
         kwargs = {**spec.kwargs, **dict(env_config or {})}
@@ -59,6 +60,23 @@ def make_creator(env_id: str) -> Callable[[Mapping[str, Any]], Any]:
         return load_env_creator(spec.vector_entry_point)(num_envs=int(num_envs), **kwargs)
 
     return create
+
+
+def env_spec(env_id: str, config: Any = None, observation_space: Any = None):
+    """The :class:`~envs.core.spec.EnvSpec` of ``env_id`` with ``config`` (a config object, or an
+    ``env_config`` mapping applied over the id's registered kwargs; constructor arguments such
+    as ``market`` are ignored), reconciled with and checked against ``observation_space`` (a
+    trained module's) when given. Raises ``ValueError`` for unknown ids and mismatches."""
+    if env_id not in registry:
+        raise ValueError(f"env {env_id!r}: not registered; raytrade envs are {list(ENV_IDS)}")
+    spec = registered_spec(env_id)
+    entry = spec.entry_point
+    make_spec = getattr(load_env_creator(entry) if isinstance(entry, str) else entry, "env_spec", None)
+    if make_spec is None:
+        raise ValueError(f"env {env_id!r}: its entry point {entry!r} publishes no env_spec")
+    if config is None or isinstance(config, Mapping):
+        config = {**spec.kwargs, **dict(config or {})}
+    return make_spec(config, observation_space, env_id)
 
 
 _register()

@@ -69,10 +69,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
+from gymnasium import spaces as gym_spaces
 
-from envs.core import costs, spaces
+from envs.core import costs, from_bars, spaces
 from envs.core.engine import Engine, EngineConfig
 from envs.core.market import CLOSE, OPEN, MarketArrays
 from envs.core.observation import (
@@ -82,6 +84,15 @@ from envs.core.observation import (
     futures_position_observation,
     futures_position_values,
     validate_bars,
+)
+from envs.core.render import check_render_mode
+from envs.core.spec import (
+    DEFAULT_MAX_BARS_HELD,
+    EnvSpec,
+    Position,
+    check_fields,
+    config_from,
+    space_shapes,
 )
 from envs.vector import EngineEnv, EngineVectorEnv
 
@@ -196,7 +207,8 @@ def validate_futures_arrays(market: MarketArrays) -> None:
             r = int(np.flatnonzero(bad)[0])
             raise ValueError(f"market.funding_rate: must be finite and in (-1, 1), row {r} has {rate[r]}")
     if market.mark_ohlc is not None:
-        validate_bars("market.mark_ohlc", market.ts_ns, np.asarray(market.mark_ohlc), market.offsets)
+        validate_bars("market.mark_ohlc", market.ts_ns, np.asarray(market.mark_ohlc), market.offsets,
+                      market.symbols, check_order=False)  # its timestamps are the market's
 
 
 class CryptoFuturesEngine(Engine):
@@ -215,6 +227,8 @@ class CryptoFuturesEngine(Engine):
     def __init__(self, market: MarketArrays, config: CryptoFuturesConfig, **kwargs) -> None:
         if not isinstance(market, MarketArrays):
             raise ValueError(f"market: expected MarketArrays, got {type(market).__name__}")
+        market.require_bars("market")
+        validate_bars("market", market.ts_ns, market.ohlcv, market.offsets, market.symbols)
         validate_futures_arrays(market)
         spec = config.observation_spec(max(int(market.lengths.max(initial=1)), 1))
         super().__init__(market, config, spec, **kwargs)
@@ -228,6 +242,8 @@ class CryptoFuturesEngine(Engine):
             self.single_action_space = spaces.box(-1.0, 1.0, (1,))
             self._min_change = float(config.min_level_change)
         self._levels_arr = np.array(self._levels)
+        if not self.batched and config.action_mode == "discrete":  # hot path of the single face
+            self.convert_action = spaces.discrete_action(len(self._levels), self._levels)
         cost = config.cost_model
         self._fee_rate, self._slippage_rate = cost.fee_rate, cost.slippage_rate
         self._mmr, self._liq_fee_rate = cost.maintenance_margin_rate, config.liquidation_fee_bps * costs.BPS
@@ -266,17 +282,17 @@ class CryptoFuturesEngine(Engine):
         return state
 
     def convert_action(self, action):
-        """Action -> target level (a float, or ``[B]`` float64 in the batched engine)."""
+        """Action -> target level (a float, or ``[B]`` float64 in the batched engine). Actions
+        outside the space are a ValueError (a discrete index out of range, a wrong shape, NaN);
+        continuous levels beyond [-1, 1] are clipped (gymnasium's ClipAction convention)."""
         if self.single_action_space.shape == ():  # discrete
-            return self._levels_arr.take(np.asarray(action)) if self.batched else self._levels[action]
+            if self.batched:
+                return self._levels_arr.take(spaces.discrete_actions(action, self.num_envs, len(self._levels)))
+            return spaces.discrete_action(len(self._levels), self._levels)(action)  # bound in __init__
         if self.batched:
-            level = np.asarray(action, dtype=np.float64).reshape(self.num_envs)
-            if np.isnan(level).any():
-                raise ValueError("action: NaN target level")
+            level = spaces.box_actions(action, (self.num_envs, 1)).reshape(self.num_envs)
             return np.clip(level, -1.0, 1.0)
-        level = float(np.asarray(action).reshape(-1)[0])
-        if level != level:
-            raise ValueError("action: NaN target level")
+        level = float(spaces.box_actions(action, (1,))[0])
         return min(max(level, -1.0), 1.0)
 
     # --- the step ---------------------------------------------------------------------------
@@ -381,14 +397,49 @@ def _resolve(market: MarketArrays | None, config: CryptoFuturesConfig | None,
     return market, config
 
 
+CLIENT_POSITION_KEYS = ("qty", "entry_price_usd", "margin_usd", "equity_usd", "mark_price_usd", "bars_held")
+
+
+def action_mask(position: Position, *, n_actions: int) -> np.ndarray:
+    """Every level is valid in every position (the held level is the no-op; any other is an
+    order): bool ``[..., n_actions]`` of True for ``qty`` ``[...]``."""
+    qty = np.asarray(position["qty"])
+    return np.ones((*qty.shape, n_actions), dtype=bool)
+
+
+def env_spec(config: CryptoFuturesConfig | dict | None = None, observation_space: gym_spaces.Dict | None = None,
+             env_id: str = "raytrade/CryptoFutures-v0") -> EnvSpec:
+    """CryptoFutures' :class:`~envs.core.spec.EnvSpec` (``bars_held`` bound from the space).
+
+    A client describes a position by ``qty`` (signed), and when it is open ``entry_price_usd``,
+    ``margin_usd`` (isolated) and ``equity_usd``; ``mark_price_usd`` defaults to the bar's close."""
+    cfg = config_from(CryptoFuturesConfig, {}, config)
+    shapes = space_shapes(observation_space)
+    held = DEFAULT_MAX_BARS_HELD if shapes is None else int(observation_space["bars_held"].high[0])
+    obs_spec = cfg.observation_spec(held)
+    fields = {k: shape for k, (shape, _, _) in obs_spec.fields().items() if k != "owned"}
+    fields |= {k: shape for k, (shape, _, _) in futures_position_fields(obs_spec).items()}
+    check_fields(env_id, fields, shapes)
+    discrete = cfg.action_mode == "discrete"
+    return EnvSpec(
+        env_id, "futures", cfg, obs_spec, fields,
+        tuple(f"level {v:+g}" for v in cfg.levels) if discrete else None, position_keys=CLIENT_POSITION_KEYS,
+        size_key="qty", open_keys=("entry_price_usd", "margin_usd", "equity_usd"),
+        position_defaults={"mark_price_usd": math.nan},
+        build_observation=partial(from_bars.futures, obs_spec, leverage=float(cfg.leverage),
+                                  maintenance_margin_rate=cfg.cost_model.maintenance_margin_rate),
+        action_mask=partial(action_mask, n_actions=len(cfg.levels)) if discrete else None)
+
+
 class CryptoFuturesEnv(EngineEnv):
+    env_spec = staticmethod(env_spec)
+
     def __init__(self, market: MarketArrays | None = None, index: MarketArrays | None = None,
                  config: CryptoFuturesConfig | None = None, render_mode: str | None = None, **overrides) -> None:
         """``index`` is accepted for a uniform env signature (RLlib creators) and not observed."""
-        if render_mode is not None:
-            raise ValueError(f"render_mode: CryptoFuturesEnv does not render, got {render_mode!r}")
+        check_render_mode("CryptoFuturesEnv", render_mode)
         market, config = _resolve(market, config, overrides)
-        super().__init__(CryptoFuturesEngine(market, config, num_envs=1, batched=False))
+        super().__init__(CryptoFuturesEngine(market, config, num_envs=1, batched=False), render_mode)
         self.config = config
 
 
@@ -397,10 +448,9 @@ class CryptoFuturesVectorEnv(EngineVectorEnv):
 
     def __init__(self, num_envs: int = 1, market: MarketArrays | None = None, index: MarketArrays | None = None,
                  config: CryptoFuturesConfig | None = None, render_mode: str | None = None, **overrides) -> None:
-        if render_mode is not None:
-            raise ValueError(f"render_mode: CryptoFuturesVectorEnv does not render, got {render_mode!r}")
+        check_render_mode("CryptoFuturesVectorEnv", render_mode)
         market, config = _resolve(market, config, overrides)
-        super().__init__(CryptoFuturesEngine(market, config, num_envs=num_envs, batched=True))
+        super().__init__(CryptoFuturesEngine(market, config, num_envs=num_envs, batched=True), render_mode)
         self.config = config
 
 

@@ -73,10 +73,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
+import numpy as np
+from gymnasium import spaces as gym_spaces
+
+from envs.core import from_bars
 from envs.core.engine import EngineConfig
 from envs.core.market import MarketArrays
+from envs.core.observation import POSITION_KEYS, ObservationSpec
 from envs.core.portfolio_engine import PortfolioEngine
+from envs.core.render import check_render_mode
+from envs.core.spec import (
+    DEFAULT_MAX_BARS_HELD,
+    EnvSpec,
+    Position,
+    check_fields,
+    config_from,
+    space_shapes,
+)
 from envs.vector import EngineEnv, EngineVectorEnv, resolve_inputs
 
 ACTION_MODES = ("discrete", "continuous")
@@ -150,15 +165,61 @@ class PortfolioConfig(EngineConfig):
             self._fail("market_seed", "must be an int >= 0")
 
 
+    def observation_spec(self, max_bars_held: int, with_funding: bool) -> ObservationSpec:
+        """The per-asset windows' spec (``with_funding``: the market carries funding rates)."""
+        return ObservationSpec(window_bars=self.window_bars, with_index=self.with_index,
+                               clip_log_ratio=float(self.clip_log_ratio), max_bars_held=max_bars_held,
+                               with_funding=with_funding)
+
+
+def action_mask(position: Position, *, n_choices: int) -> np.ndarray:
+    """Every side of every asset is valid in every position (the held side is the no-op):
+    bool ``[..., n_assets, n_choices]`` of True for ``qty`` ``[..., n_assets]``."""
+    qty = np.asarray(position["qty"])
+    return np.ones((*qty.shape, n_choices), dtype=bool)
+
+
+def env_spec(config: PortfolioConfig | dict | None = None, observation_space: gym_spaces.Dict | None = None,
+             env_id: str = "raytrade/Portfolio-v0") -> EnvSpec:
+    """Portfolio's :class:`~envs.core.spec.EnvSpec`. The asset count, ``bars_held`` bound and the
+    funding window come from ``observation_space``; without it from ``n_assets`` (or
+    ``symbols``), the default bound and no funding. Clients describe per-asset ``qty`` and
+    ``bars_held`` ``[T, n_assets]`` and the account's ``cash_usd`` ``[T]``."""
+    cfg = config_from(PortfolioConfig, {}, config)
+    shapes = space_shapes(observation_space)
+    if shapes is not None:
+        positions = observation_space["positions"]
+        n_assets, held = int(positions.shape[0]), int(positions.high[0, 1])
+    elif cfg.n_assets is not None or cfg.symbols is not None:
+        n_assets, held = cfg.n_assets or len(cfg.symbols), DEFAULT_MAX_BARS_HELD
+    else:
+        raise ValueError(f"{env_id}: n_assets is None and symbols is None; pass the observation space")
+    obs_spec = cfg.observation_spec(held, with_funding=shapes is not None and "funding_bps" in shapes)
+    fields = {k: (n_assets, obs_spec.window_bars, 4 if "hloc" in k else 1)
+              for k in obs_spec.fields() if k not in POSITION_KEYS}
+    fields |= {"positions": (n_assets, 2), "portfolio": (3,)}
+    check_fields(env_id, fields, shapes)
+    n_choices = 3 if cfg.allow_short else 2
+    discrete = cfg.action_mode == "discrete"
+    labels = ("short", "flat", "long") if cfg.allow_short else ("flat", "long")
+    return EnvSpec(
+        env_id, "portfolio", cfg, obs_spec, fields, labels if discrete else None,
+        position_keys=("qty", "bars_held"), size_key="qty", account_keys=("cash_usd",), n_assets=n_assets,
+        build_observation=partial(from_bars.portfolio, obs_spec, max_leverage=float(cfg.max_leverage),
+                                  default_initial_cash_usd=float(cfg.initial_cash_usd)),
+        action_mask=partial(action_mask, n_choices=n_choices) if discrete else None)
+
+
 class PortfolioEnv(EngineEnv):
     """Portfolio-v0 single face: a B = 1 view of the batched :class:`PortfolioEngine`."""
 
+    env_spec = staticmethod(env_spec)
+
     def __init__(self, market: MarketArrays | None = None, index: MarketArrays | None = None,
                  config: PortfolioConfig | None = None, render_mode: str | None = None, **overrides) -> None:
-        if render_mode is not None:
-            raise ValueError(f"render_mode: PortfolioEnv does not render, got {render_mode!r}")
+        check_render_mode("PortfolioEnv", render_mode)
         market, index, config = resolve_inputs(PortfolioConfig, market, index, config, overrides)
-        super().__init__(PortfolioEngine(market, config, index=index, num_envs=1))
+        super().__init__(PortfolioEngine(market, config, index=index, num_envs=1), render_mode)
         self.config = config
 
     def _observe_unbatched(self) -> tuple[dict, dict]:
@@ -172,10 +233,9 @@ class PortfolioVectorEnv(EngineVectorEnv):
 
     def __init__(self, num_envs: int = 1, market: MarketArrays | None = None, index: MarketArrays | None = None,
                  config: PortfolioConfig | None = None, render_mode: str | None = None, **overrides) -> None:
-        if render_mode is not None:
-            raise ValueError(f"render_mode: PortfolioVectorEnv does not render, got {render_mode!r}")
+        check_render_mode("PortfolioVectorEnv", render_mode)
         market, index, config = resolve_inputs(PortfolioConfig, market, index, config, overrides)
-        super().__init__(PortfolioEngine(market, config, index=index, num_envs=num_envs))
+        super().__init__(PortfolioEngine(market, config, index=index, num_envs=num_envs), render_mode)
         self.config = config
 
 

@@ -37,11 +37,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
-from envs.core import spaces
+import numpy as np
+from gymnasium import spaces as gym_spaces
+
+from envs.core import from_bars, spaces
 from envs.core.engine import Engine, EngineConfig
 from envs.core.market import MarketArrays
 from envs.core.observation import ObservationSpec, observation_space
+from envs.core.render import check_render_mode
+from envs.core.spec import (
+    DEFAULT_MAX_BARS_HELD,
+    EnvSpec,
+    Position,
+    check_fields,
+    config_from,
+    space_shapes,
+)
 from envs.vector import EngineEnv, EngineVectorEnv, resolve_inputs
 
 MODES = ("buy_only", "swing")
@@ -94,15 +107,17 @@ class StockSwingEngine(Engine):
     """The engine with StockSwing's action semantics (both modes share one ``step``)."""
 
     def __init__(self, market: MarketArrays, config: StockSwingConfig, **kwargs) -> None:
-        spec = config.observation_spec(max(int(market.lengths.max()), config.horizon_bars))
+        spec = config.observation_spec(max(int(market.lengths.max(initial=0)), config.horizon_bars))
         super().__init__(market, config, spec, **kwargs)
         self.single_observation_space = observation_space(spec)
         self.single_action_space = spaces.discrete(2 if config.mode == "buy_only" else 3)
         self._swing = config.mode == "swing"
         self._horizon = config.horizon_bars
         self._fraction = float(config.buy_fraction)
-        if not self.batched:
-            self.convert_action = int  # Discrete action -> Python int (hot path of the single face)
+        n = self.single_action_space.n
+        # a ValueError for actions outside the space: O(1) per single step, vectorized per batch
+        self.convert_action = (partial(spaces.discrete_actions, num_envs=self.num_envs, n=n) if self.batched
+                               else spaces.discrete_action(n))
         if type(self).interpret_action is StockSwingEngine.interpret_action:
             self.interpret_action = self._swing_action if self._swing else self._buy_only_action
 
@@ -124,13 +139,42 @@ class StockSwingEngine(Engine):
         return buy | ((action == SELL) & (qty > 0.0)), buy * self._fraction
 
 
+def action_mask(position: Position, *, mode: str) -> np.ndarray:
+    """Which actions do something in ``position`` (``owned`` ``[...]``): bool ``[..., n_actions]``.
+
+    The no-op (0: stay out / hold) is always valid. ``buy_only``: buy only when flat (a bought
+    position is held for ``horizon_bars`` and then closed by the env; every action while holding
+    is ignored). ``swing``: buy only when flat, sell only when owned. A masked action is exactly
+    one the env ignores: stepping it has the no-op's effect (``tests/unit/envs/test_spec.py``).
+    """
+    owned = np.asarray(position["owned"]) != 0
+    always = np.ones_like(owned)
+    return np.stack((always, ~owned) if mode == "buy_only" else (always, ~owned, owned), axis=-1)
+
+
+def env_spec(config: StockSwingConfig | dict | None = None, observation_space: gym_spaces.Dict | None = None,
+             env_id: str = "raytrade/StockSwing-v0") -> EnvSpec:
+    """StockSwing's :class:`~envs.core.spec.EnvSpec` (``bars_held`` bound from ``observation_space``)."""
+    cfg = config_from(StockSwingConfig, {}, config)
+    shapes = space_shapes(observation_space)
+    held = DEFAULT_MAX_BARS_HELD if shapes is None else int(observation_space["bars_held"].high[0])
+    obs_spec = cfg.observation_spec(held)
+    fields = {k: shape for k, (shape, _, _) in obs_spec.fields().items()}
+    check_fields(env_id, fields, shapes)
+    labels = ("stay_out", "buy") if cfg.mode == "buy_only" else ("hold", "buy", "sell")
+    return EnvSpec(env_id, "stock", cfg, obs_spec, fields, labels, position_keys=("owned", "bars_held"),
+                   size_key="owned", build_observation=partial(from_bars.stock, obs_spec),
+                   action_mask=partial(action_mask, mode=cfg.mode))
+
+
 class StockSwingEnv(EngineEnv):
+    env_spec = staticmethod(env_spec)
+
     def __init__(self, market: MarketArrays | None = None, index: MarketArrays | None = None,
                  config: StockSwingConfig | None = None, render_mode: str | None = None, **overrides) -> None:
-        if render_mode is not None:
-            raise ValueError(f"render_mode: StockSwingEnv does not render, got {render_mode!r}")
+        check_render_mode("StockSwingEnv", render_mode)
         market, index, config = resolve_inputs(StockSwingConfig, market, index, config, overrides)
-        super().__init__(StockSwingEngine(market, config, index=index, num_envs=1, batched=False))
+        super().__init__(StockSwingEngine(market, config, index=index, num_envs=1, batched=False), render_mode)
         self.config = config
 
 
@@ -139,10 +183,9 @@ class StockSwingVectorEnv(EngineVectorEnv):
 
     def __init__(self, num_envs: int = 1, market: MarketArrays | None = None, index: MarketArrays | None = None,
                  config: StockSwingConfig | None = None, render_mode: str | None = None, **overrides) -> None:
-        if render_mode is not None:
-            raise ValueError(f"render_mode: StockSwingVectorEnv does not render, got {render_mode!r}")
+        check_render_mode("StockSwingVectorEnv", render_mode)
         market, index, config = resolve_inputs(StockSwingConfig, market, index, config, overrides)
-        super().__init__(StockSwingEngine(market, config, index=index, num_envs=num_envs, batched=True))
+        super().__init__(StockSwingEngine(market, config, index=index, num_envs=num_envs, batched=True), render_mode)
         self.config = config
 
 

@@ -7,6 +7,8 @@
   ``reset(options={"reset_mask": m})`` restarts only the masked envs (a curriculum task switch).
 * :class:`EngineEnv` -- a ``gymnasium.Env`` over a B = 1 scalar engine (same ``step`` code).
 
+Both faces take ``render_mode`` (:mod:`envs.core.render`: ``"rgb_array"``, ``"ansi"`` or None).
+
 Both draw randomness only from the generator seeded by ``reset(seed=...)``; with the same seed a
 vector face of one env and the single face produce the same episodes.
 """
@@ -23,6 +25,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from envs.core.engine import Engine
 from envs.core.market import MarketArrays
+from envs.core.render import RENDER_FPS, RENDER_MODES, check_render_mode, render_frame
 from envs.core.spaces import batch_space
 
 
@@ -30,11 +33,12 @@ class EngineEnv(gym.Env):
     """Single-env face over a scalar engine (observations are read-only views of precomputed
     tables), or over a batched engine of one env (unbatched here; e.g. a portfolio engine)."""
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": list(RENDER_MODES), "render_fps": RENDER_FPS}
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, render_mode: str | None = None) -> None:
         if engine.num_envs != 1:
             raise ValueError(f"EngineEnv: needs an engine of 1 env, got {engine.num_envs}")
+        self.render_mode = check_render_mode(type(self).__name__, render_mode)
         self.engine = engine
         self.observation_space = engine.single_observation_space
         self.action_space = engine.single_action_space
@@ -44,6 +48,10 @@ class EngineEnv(gym.Env):
 
     def _observe(self) -> tuple[dict, dict]:
         return self.engine.observe(), self.engine.info()
+
+    def render(self):
+        """The current state as ``render_mode`` says (:mod:`envs.core.render`); None without one."""
+        return render_frame(self.engine, 0, self.render_mode)
 
     def _observe_unbatched(self) -> tuple[dict, dict]:
         obs, info = self.engine.observe(), self.engine.info()
@@ -75,11 +83,13 @@ class EngineEnv(gym.Env):
 class EngineVectorEnv(VectorEnv):
     """Vector face: ``num_envs`` envs stepped by one numpy engine, NEXT_STEP autoreset."""
 
-    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": list(RENDER_MODES),
+                                "render_fps": RENDER_FPS}
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, render_mode: str | None = None) -> None:
         if not engine.batched:
             raise ValueError("EngineVectorEnv: needs a batched engine")
+        self.render_mode = check_render_mode(type(self).__name__, render_mode)
         self.engine = engine
         self.num_envs = engine.num_envs
         self.single_observation_space = engine.single_observation_space
@@ -135,6 +145,12 @@ class EngineVectorEnv(VectorEnv):
 
     def _info(self) -> dict:
         return self.engine.info() if self._with_info else {}
+
+    def render(self):
+        """One frame per env (:mod:`envs.core.render`), a tuple; None without a render mode."""
+        if self.render_mode is None:
+            return None
+        return tuple(render_frame(self.engine, i, self.render_mode) for i in range(self.num_envs))
 
     def call(self, name: str, *args, **kwargs):
         """``VectorEnv.call`` for curriculum hooks (``set_task``): the engine or env attribute."""

@@ -54,6 +54,7 @@ from envs.core.observation import (
     prepare_features,
     validate_bars,
 )
+from envs.core.render import RENDER_BARS
 from envs.core.resample import align_to_calendar
 
 ROW_VIEWS_BYTES = 1_600  # Python objects per row of the scalar face's caches (measured ~1.5 kB)
@@ -106,11 +107,13 @@ class Engine:
             raise ValueError("num_envs: the scalar (single-env) engine has exactly 1 env")
         if spec.window_bars != config.window_bars:
             raise ValueError("spec.window_bars: must equal config.window_bars")
-        validate_bars("market", market.ts_ns, market.ohlcv, market.offsets)
+        market.require_bars("market")
+        validate_bars("market", market.ts_ns, market.ohlcv, market.offsets, market.symbols)
         idx_ts = idx_ohlc = None
         if index is not None:
-            if not isinstance(index, MarketArrays) or index.n_symbols != 1 or len(index.ts_ns) == 0:
-                raise ValueError("index: expected a MarketArrays with exactly one non-empty series")
+            if not isinstance(index, MarketArrays) or index.n_symbols != 1:
+                raise ValueError("index: expected a MarketArrays with exactly one series")
+            index.require_bars("index")
             validate_bars("index", index.ts_ns, index.ohlcv)
             idx_ts, idx_ohlc = index.ts_ns, index.ohlcv
         self.market, self.index, self.config, self.spec = market, index, config, spec
@@ -398,6 +401,23 @@ class Engine:
         held = self.bars_held
         obs["bars_held"] = self._held_rows[held if held < self._n_held else -1]
         return obs
+
+    # --- rendering (envs.core.render; never on the hot path) -------------------------------
+    def _of(self, name: str, i: int):
+        value = getattr(self, name)
+        return value[i] if self.batched else value
+
+    def render_lines(self, i: int = 0) -> list[np.ndarray]:
+        """Closes of env ``i``'s symbol over its last :data:`RENDER_BARS` bars up to the current one."""
+        row, sym = int(self._of("row", i)), int(self._of("symbol", i))
+        lo = max(int(self.market.offsets[sym]), row - RENDER_BARS + 1)
+        return [self.market.ohlcv[lo:row + 1, CLOSE]]
+
+    def render_text(self, i: int = 0) -> str:
+        """One line: symbol, bar, close, position and equity of env ``i``."""
+        sym, row = self.market.symbols[int(self._of("symbol", i))], int(self._of("row", i))
+        return (f"{sym} row {row} close {float(self.market.ohlcv[row, CLOSE]):.6g} position_qty "
+                f"{float(self._of('qty', i)):.6g} equity_usd {float(self._of('equity_usd', i)):.2f}")
 
     def info(self) -> dict:
         """Accounting after the last step (arrays in batched mode; never written again)."""

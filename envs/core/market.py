@@ -58,6 +58,14 @@ class MarketArrays:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def require_bars(self, name: str = "market") -> None:
+        """ValueError naming what is empty: no symbols, or no bar in any series."""
+        if self.n_symbols == 0:
+            raise ValueError(f"{name}: empty market (no symbols)")
+        if len(self.ts_ns) == 0:
+            shown = list(self.symbols[:5]) + (["..."] if self.n_symbols > 5 else [])
+            raise ValueError(f"{name}: empty market (0 bars in each of its {self.n_symbols} symbols {shown})")
+
     def index_of(self, symbol: str) -> int:
         try:
             return self.symbols.index(symbol)

@@ -294,29 +294,47 @@ def futures_position_observation(qty, mark_price, entry_price, margin_usd, equit
     return out
 
 
-def validate_bars(name: str, ts_ns: np.ndarray, ohlcv: np.ndarray, offsets: np.ndarray | None = None) -> None:
-    """Clear errors for arrays an env or the builder cannot use (NaN, non-positive prices, ...)."""
+def _where(r: int, ts_ns: np.ndarray, offsets: np.ndarray | None, symbols) -> str:
+    """``row r`` plus, in a multi-symbol market, the symbol and its bar number there."""
+    where = f"row {r} (ts_ns={int(ts_ns[r])}"
+    if offsets is not None and symbols is not None:
+        i = int(np.searchsorted(np.asarray(offsets), r, "right")) - 1
+        where += f", symbol {symbols[i]!r} bar {r - int(offsets[i])}"
+    return where + ")"
+
+
+def validate_bars(name: str, ts_ns: np.ndarray, ohlcv: np.ndarray, offsets: np.ndarray | None = None,
+                  symbols=None, check_order: bool = True) -> None:
+    """Clear errors for arrays an env or the builder cannot use (NaN, non-positive prices, time
+    not increasing within a series), naming ``name``, the row and (with ``offsets`` and
+    ``symbols``) the symbol. ``check_order=False`` for arrays on another array's timestamps."""
     ts_ns, ohlcv = np.asarray(ts_ns), np.asarray(ohlcv)
     if ohlcv.ndim != 2 or ohlcv.shape[1] < 4 or len(ohlcv) != len(ts_ns):
         raise ValueError(f"{name}: ohlcv must be [len(ts_ns)={len(ts_ns)}, >=4], got shape {ohlcv.shape}")
     finite = np.isfinite(ohlcv).all(axis=1)
     if not finite.all():
         r = int(np.flatnonzero(~finite)[0])
-        raise ValueError(f"{name}: NaN or inf in ohlcv at row {r} (ts_ns={int(ts_ns[r])})")
+        raise ValueError(f"{name}: NaN or inf in ohlcv at {_where(r, ts_ns, offsets, symbols)}")
     bad = (ohlcv[:, :4] <= 0).any(axis=1)
     if bad.any():
         r = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}: prices must be > 0, row {r} has {ohlcv[r, :4].tolist()}")
+        raise ValueError(f"{name}: prices must be > 0, {_where(r, ts_ns, offsets, symbols)} has "
+                         f"{ohlcv[r, :4].tolist()}")
     if ohlcv.shape[1] > VOLUME and (ohlcv[:, VOLUME] < 0).any():
         r = int(np.flatnonzero(ohlcv[:, VOLUME] < 0)[0])
-        raise ValueError(f"{name}: volume must be >= 0, row {r} has {ohlcv[r, VOLUME]}")
+        raise ValueError(f"{name}: volume must be >= 0, {_where(r, ts_ns, offsets, symbols)} has "
+                         f"{ohlcv[r, VOLUME]}")
+    if not check_order:
+        return
     step = np.diff(np.asarray(ts_ns, dtype=np.int64))
     if offsets is not None and len(step):
         cuts = np.asarray(offsets[1:-1], dtype=np.int64)
         step[cuts[(cuts > 0) & (cuts < len(ts_ns))] - 1] = 1  # series boundaries may go back
     if (step <= 0).any():
         r = int(np.flatnonzero(step <= 0)[0]) + 1
-        raise ValueError(f"{name}: ts_ns must strictly increase within a series (row {r})")
+        raise ValueError(f"{name}: ts_ns must strictly increase within a series (sorted, no duplicates); "
+                         f"{_where(r, ts_ns, offsets, symbols)} is not after the bar before it "
+                         f"(ts_ns={int(ts_ns[r - 1])})")
 
 
 def build_observation(ts_ns: np.ndarray, ohlcv: np.ndarray, *, spec: ObservationSpec | None = None,

@@ -32,12 +32,12 @@ from envs.core.engine import Engine
 from envs.core.market import CLOSE, OPEN, VOLUME, MarketArrays
 from envs.core.observation import (
     POSITION_KEYS,
-    ObservationSpec,
     market_observation,
     portfolio_position_fields,
     portfolio_position_observation,
     validate_bars,
 )
+from envs.core.render import RENDER_BARS
 from envs.core.resample import align_to_calendar
 
 # rows of the per-row price table ``[K, R + 1]`` (the last column is a sentinel)
@@ -68,7 +68,8 @@ def validate_market(market: MarketArrays) -> None:
     """Clear errors for arrays a portfolio cannot use (NaN, non-positive prices, duplicates)."""
     if not isinstance(market, MarketArrays):
         raise ValueError(f"market: expected MarketArrays, got {type(market).__name__}")
-    validate_bars("market", market.ts_ns, market.ohlcv, market.offsets)
+    market.require_bars("market")
+    validate_bars("market", market.ts_ns, market.ohlcv, market.offsets, market.symbols)
     dup = sorted({s for s in market.symbols if market.symbols.count(s) > 1})
     if dup:
         raise ValueError(f"market.symbols: duplicate symbols {dup}")
@@ -134,10 +135,7 @@ class PortfolioEngine(Engine):
                                  f"({market.n_symbols} symbols)")
         self._names = tuple(names)
         self._cal = align_market(market, self._names)
-        spec = ObservationSpec(window_bars=config.window_bars, with_index=config.with_index,
-                               clip_log_ratio=float(config.clip_log_ratio),
-                               max_bars_held=max(len(self._cal.ts_ns), 1),
-                               with_funding=market.funding_rate is not None)
+        spec = config.observation_spec(max(len(self._cal.ts_ns), 1), with_funding=market.funding_rate is not None)
         super().__init__(self._cal.market, config, spec, index=index, num_envs=num_envs, batched=True)
         self._price_table(self._cal.market)
         self._lev = float(config.max_leverage)
@@ -383,6 +381,22 @@ class PortfolioEngine(Engine):
                                                   self.bars_held, initial_cash_usd=self._initial,
                                                   max_leverage=self._lev, spec=self.spec))
         return obs
+
+    def render_lines(self, i: int = 0) -> list[np.ndarray]:
+        """Each asset's closes over the last :data:`RENDER_BARS` calendar bars, over the first shown."""
+        out = []
+        for a, asset in enumerate(self.assets[i]):
+            row = int(self.row0[i, a] + self.cal_row[i])
+            lo = max(int(self.market.offsets[self._uni_sym[asset]]), row - RENDER_BARS + 1)
+            close = self.market.ohlcv[lo:row + 1, CLOSE]
+            out.append(close / close[0])
+        return out
+
+    def render_text(self, i: int = 0) -> str:
+        """One line: bar time, equity, cash and each asset's quantity of env ``i``."""
+        held = ", ".join(f"{self.universe[a]} {q:.6g}" for a, q in zip(self.assets[i], self.qty[i], strict=True))
+        return (f"ts_ns {int(self._cal.ts_ns[min(int(self.cal_row[i]), len(self._cal.ts_ns) - 1)])} equity_usd "
+                f"{float(self.equity_usd[i]):.2f} cash_usd {float(self.cash_usd[i]):.2f} qty [{held}]")
 
     def market_fields(self) -> dict[str, tuple[tuple[int, ...], float, float]]:
         """``{key: (shape per asset, low, high)}`` of the per-asset market windows."""

@@ -126,7 +126,7 @@ def test_replay_rows_are_build_observation_on_the_bars_up_to_each_row(synth, env
     for j in range(6):
         n = len(ts) - 5 + j
         known = synth.index.ts_ns <= ts[n - 1]
-        expected = build_observation(ts[:n], ohlcv[:n], spec=service.view.spec, index_ts_ns=synth.index.ts_ns[known],
+        expected = build_observation(ts[:n], ohlcv[:n], spec=service.view.observation, index_ts_ns=synth.index.ts_ns[known],
                                      index_ohlc=synth.index.ohlcv[known], owned=held[j] > 0, bars_held=held[j])
         for key, value in expected.items():
             np.testing.assert_array_equal(obs[key][j], value, err_msg=f"{key} step {j}")
