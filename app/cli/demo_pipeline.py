@@ -82,7 +82,7 @@ def _train_and_evaluate(store_dir: Path, env_steps: int | None) -> None:
     exp = load_experiment(DEMO_EXPERIMENT, overrides)
     console.rule(f"[bold]5. train PPO + {exp.model.name.upper()} on {exp.env.id} ({exp.stopping.env_steps:,} env steps)")
     t0 = time.perf_counter()
-    outcome = train(exp, progress=_progress_printer())
+    outcome = train(exp, progress=_progress_printer(exp.evaluation.metric))
     state = outcome.state
     console.print(f"trained {state.iteration} iterations, {state.env_steps:,} env steps in "
                   f"{time.perf_counter() - t0:.0f} s; best validation {exp.evaluation.metric} "
@@ -102,18 +102,10 @@ def _train_and_evaluate(store_dir: Path, env_steps: int | None) -> None:
     console.print(f"run:     {outcome.run.path}")
 
 
-def _progress_printer():
-    last = {"t": 0.0}
+def _progress_printer(metric: str):
+    from app.cli.train import IterationText, PlainProgress
 
-    def show(state, metrics, seconds):
-        if time.perf_counter() - last["t"] < 10 and metrics["progress"] < 1.0:
-            return
-        last["t"] = time.perf_counter()
-        ret = metrics.get("env_runners/episode_return_mean", float("nan"))
-        console.print(f"  iteration {state.iteration:4d}  env steps {state.env_steps:8,}  "
-                      f"progress {metrics['progress']:5.1%}  episode return {ret:+.4f}")
-
-    return show
+    return PlainProgress(IterationText(metric), lambda text: console.print("  " + text, highlight=False, soft_wrap=True))
 
 
 def _print_splits(by_symbol, by_time, metadata: pd.DataFrame) -> None:

@@ -23,8 +23,10 @@ def tune_command(
 
     from app.cli.train import _policy_path
     from app.config.loader import load_experiment
+    from app.training.quiet import quiet_ray
     from app.tuning.runner import run_sweep
 
+    quiet_ray()
     console = Console()
     exp = load_experiment(config, set_)
 

@@ -17,7 +17,9 @@ import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.distribution import Distribution
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
+from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.core.rl_module.torch import TorchRLModule
+from ray.rllib.utils.annotations import override
 
 from app.models.config import ModelConfig, parse_model_config
 from app.models.encoders import DictObsEncoder, Temporal
@@ -41,6 +43,7 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     MODEL_NAME: ClassVar[str] = ""
     TEMPORAL: ClassVar[Temporal] = "flatten"
 
+    @override(RLModule)
     def setup(self) -> None:
         if not self.MODEL_NAME:
             raise TypeError("TradingRLModule is abstract; use MLPModule, GRUModule, ...")
@@ -54,6 +57,7 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         self.pi_head = PolicyHead(embed_dim, self.action_space, self.cfg)
         self.vf_head = ValueHead(embed_dim, self.cfg)
 
+    @override(TorchRLModule)
     def train(self, mode: bool = True) -> TradingRLModule:
         """RLlib switches modes around *every* forward call; ``nn.Module.train`` walks every
         submodule each time. Skip the walk when the mode is already set (submodule modes only
@@ -74,6 +78,7 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     # -- forward passes -------------------------------------------------------------------
 
+    @override(RLModule)
     def _forward(self, batch: Batch, **kwargs: Any) -> Batch:
         embeddings, state_out = self._embed(batch)
         out: Batch = {Columns.ACTION_DIST_INPUTS: self.pi_head(embeddings)}
@@ -81,6 +86,7 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
             out[Columns.STATE_OUT] = state_out
         return out
 
+    @override(RLModule)
     def _forward_train(self, batch: Batch, **kwargs: Any) -> Batch:
         embeddings, state_out = self._embed(batch)
         out: Batch = {
@@ -91,6 +97,7 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
             out[Columns.STATE_OUT] = state_out
         return out
 
+    @override(ValueFunctionAPI)
     def compute_values(self, batch: Batch, embeddings: Any | None = None) -> torch.Tensor:
         """Values ``[B]`` (or ``[B, T]`` for the GRU's time-major batches).
 
@@ -103,14 +110,18 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     # -- action distributions -------------------------------------------------------------
 
+    @override(RLModule)
     def get_inference_action_dist_cls(self) -> type[Distribution]:
         return action_dist_cls(self.action_space)
 
+    @override(RLModule)
     def get_exploration_action_dist_cls(self) -> type[Distribution]:
         return action_dist_cls(self.action_space)
 
+    @override(RLModule)
     def get_train_action_dist_cls(self) -> type[Distribution]:
         return action_dist_cls(self.action_space)
 
+    @override(InferenceOnlyAPI)
     def get_non_inference_attributes(self) -> list[str]:
         return ["vf_head"]

@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.rl_module import RLModule
+from ray.rllib.utils.annotations import override
 from torch import nn
 
 from app.models.common import Batch, TradingRLModule
@@ -51,6 +53,7 @@ class GRUModule(TradingRLModule):
         self.gru = nn.GRU(in_dim, self.cfg.gru_hidden, num_layers=1, batch_first=True)
         return self.cfg.gru_hidden + in_dim
 
+    @override(RLModule)
     def get_initial_state(self) -> dict[str, np.ndarray]:
         return {STATE_KEY: np.zeros(self.cfg.gru_hidden, dtype=np.float32)}
 

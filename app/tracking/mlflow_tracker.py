@@ -27,6 +27,7 @@ class Tracker(Protocol):
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+    def last_step(self, key: str) -> int | None: ...
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
     def alert(self, message: str, step: int) -> None: ...
@@ -92,6 +93,12 @@ class MlflowTracker:
                  if isinstance(v, (int, float)) and math.isfinite(v)]
         for i in range(0, len(items), 500):
             self._call("log_metrics", self._client.log_batch, self.run_id, metrics=items[i:i + 500])
+
+    def last_step(self, key: str) -> int | None:
+        """The largest step at which ``key`` was logged (None: never): a resumed run logs
+        only past it, so MLflow never holds two values for one step."""
+        history = self._call("get_metric_history", self._client.get_metric_history, self.run_id, _clean(key))
+        return max((int(m.step) for m in history), default=None)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         fn = self._client.log_artifacts if Path(path).is_dir() else self._client.log_artifact

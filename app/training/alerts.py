@@ -79,10 +79,12 @@ def _limit(expr: str | float | None, constants: Mapping[str, float]) -> float | 
 
 
 def check(rules: list[Rule], metrics: Mapping[str, float], iteration: int,
-          constants: Mapping[str, float]) -> list[Breach]:
+          constants: Mapping[str, float], *, sampled: bool = True) -> list[Breach]:
     """Breaches of ``rules`` by ``metrics`` (flattened ``a/b/c`` keys) at ``iteration``;
-    raises :class:`NaNError` if a watched loss is not finite."""
-    for key in WATCHED_FOR_NAN:
+    raises :class:`NaNError` if a watched loss is not finite in an iteration that ``sampled``
+    env steps (an iteration without samples, e.g. while RLlib restarts a lost env runner, has
+    NaN losses that say nothing about training)."""
+    for key in WATCHED_FOR_NAN if sampled else ():
         value = metrics.get(key)
         if value is not None and not math.isfinite(value):
             raise NaNError(f"iteration {iteration}: {key} is {value}; stopping (lower the learning rate, "

@@ -22,6 +22,7 @@ from app.training.results import flatten_result
 
 log = logging.getLogger("raytrade.train")
 
+
 def budget_progress(budget: StoppingConfig, iteration: int, env_steps: int) -> float:
     """0-1 of the budget (the larger of the iteration and env-step fractions)."""
     parts = []
@@ -59,11 +60,16 @@ class TrainingSession:
         self.total_envs = max(exp.resources.num_env_runners, 1) * exp.resources.num_envs_per_env_runner
 
     def step(self) -> dict[str, float]:
-        """One ``algo.train()``; counters follow the algorithm's own (so a restore continues them)."""
+        """One ``algo.train()``; counters follow the algorithm's own (so a restore continues them).
+
+        ``env_steps_sampled`` is what this iteration sampled: 0 when RLlib had no healthy env
+        runner (it restarts a lost one and the iteration trains on nothing)."""
+        before = self.env_steps
         result = self.algo.train()
         self.iteration = int(result.get("training_iteration", self.iteration + 1))
         self.env_steps = int(result.get("num_env_steps_sampled_lifetime", self.env_steps))
         metrics = flatten_result(result)
+        metrics["env_steps_sampled"] = float(max(self.env_steps - before, 0))
         metrics["progress"] = budget_progress(self.exp.stopping, self.iteration, self.env_steps)
         metrics["vector_steps"] = self.env_steps / self.total_envs
         metrics["iteration"] = self.iteration
@@ -102,8 +108,8 @@ class TrainingSession:
         bounds = self.exp.tracking.bounds_file
         return alerts.load_rules(bounds) if bounds else []
 
-    def check_alerts(self, metrics: dict[str, float]) -> list[alerts.Breach]:
-        return alerts.check(self.rules, metrics, self.iteration, self.constants)
+    def check_alerts(self, metrics: dict[str, float], *, sampled: bool = True) -> list[alerts.Breach]:
+        return alerts.check(self.rules, metrics, self.iteration, self.constants, sampled=sampled)
 
     def budget_stop(self, metrics: dict[str, float]) -> str | None:
         """The budget part of stopping: iterations, env steps, reward threshold (patience and
@@ -123,9 +129,13 @@ class TrainingSession:
         return Path(path)
 
     def restore(self, path: Path) -> None:
-        """Weights, optimizer and counters from an algorithm checkpoint; the session's config
-        (e.g. a PBT-mutated learning rate) stays in force."""
+        """Weights, optimizer and counters from an algorithm checkpoint (the session's
+        ``iteration`` and ``env_steps`` become the checkpoint's); the session's config (e.g. a
+        PBT-mutated learning rate) stays in force."""
         self.algo.restore_from_path(str(Path(path).resolve()))
+        self.iteration = int(self.algo.iteration)
+        self.env_steps = int(self.algo.metrics.peek(("env_runners", "num_env_steps_sampled_lifetime"),
+                                                    default=self.env_steps))
 
     def load_weights(self, policy_dir: Path) -> None:
         """Start from another run's policy weights (pretrain -> fine-tune)."""

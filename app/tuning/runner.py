@@ -38,6 +38,7 @@ from app.config.schema import Experiment, TuneConfig
 from app.errors import ConfigError
 from app.runs.data import resolve_run_data
 from app.training import alerts
+from app.training.quiet import quiet_ray, ray_logging_level
 from app.tuning import overfitting
 from app.tuning.overfitting import Statistic
 from app.tuning.space import check_space, clamp_explore, param_space, pbt_mutations, plain
@@ -133,7 +134,8 @@ def run_sweep(exp: Experiment, *, init_from: Path | None = None,
     sweep_dir.mkdir(parents=True, exist_ok=False)
     (sweep_dir / "sweep.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False,
+        quiet_ray()
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=ray_logging_level(),
                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     tracking = base_exp.tracking
     parent = MlflowTracker(tracking.mlflow_uri, tracking.experiment, name)

@@ -13,6 +13,10 @@ is the worst possible (``-inf`` when maximizing). There is deliberately no evalu
 iteration 1: an untrained policy that happens to be always long would otherwise be a candidate
 for "best" in a rising market.
 
+The iteration itself is :class:`app.training.loop.TrainingLoop`, the same loop as ``raytrade
+train``; :class:`TrialHost` is the trial's adapter (``tune.report``, with a checkpoint at the
+decision points).
+
 Only :func:`prepare_trial` touches data, through :func:`app.runs.data.resolve_run_data`
 (train and validation parts only); ``tests/unit/tuning/test_trial_data.py`` proves that the
 test symbols are never read.
@@ -25,13 +29,14 @@ import logging
 import math
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from app.config.schema import Experiment
 from app.runs.data import RunData, resolve_run_data
 from app.runs.run_dir import POLICY_SUBDIR
+from app.training.loop import Iteration, Objective, Schedule, TrainingLoop
 from app.tuning.space import plain, trial_experiment
 
 log = logging.getLogger("raytrade.tune")
@@ -64,11 +69,19 @@ class TrialState:
     trial_id: str = ""
     iteration: int = 0
     env_steps: int = 0
-    best: float | None = None
+    best_metric: float | None = None
+    best_iteration: int | None = None
     evaluations_since_best: int = 0
     objective: float | None = None
     evaluated_at: int = 0
     exploited_from: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrialState:
+        raw = json.loads(text)
+        if "best" in raw:  # written before the loop was shared
+            raw.setdefault("best_metric", raw.pop("best"))
+        return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
 
 
 def policy_dir(checkpoint_dir: Path) -> Path:
@@ -90,14 +103,6 @@ def start_session(ctx: SweepContext, config: Mapping[str, Any]):
     return exp, TrainingSession(exp, data)
 
 
-def worst(mode: str) -> float:
-    return -math.inf if mode == "max" else math.inf
-
-
-def better(a: float, b: float | None, mode: str) -> bool:
-    return b is None or (a > b if mode == "max" else a < b)
-
-
 def run_trial(config: dict[str, Any], ctx: SweepContext) -> None:
     """The Tune function trainable (bind ``ctx`` with ``tune.with_parameters``)."""
     from ray import tune
@@ -110,8 +115,12 @@ def run_trial(config: dict[str, Any], ctx: SweepContext) -> None:
         try:
             _start(ctx, config, session, tracker, trial_id, tune)
             tracker.end("FINISHED")
-        except Exception:
-            tracker.end("FAILED")
+        except Exception as exc:
+            try:
+                tracker.end("FAILED")
+            except Exception as end_exc:  # noqa: BLE001 - never mask the trial's own error
+                log.warning("trial %s: could not mark its MLflow run failed: %s (after: %s)", trial_id,
+                            end_exc, exc)
             raise
     finally:
         session.close()
@@ -125,8 +134,8 @@ def _start(ctx: SweepContext, config: Mapping[str, Any], session: Any, tracker: 
     if checkpoint is not None:
         with checkpoint.as_directory() as ckpt:
             session.restore(Path(ckpt) / ALGO_SUBDIR)
-            state = TrialState(**json.loads((Path(ckpt) / TRIAL_STATE_FILE).read_text()))
-        session.iteration, session.env_steps = state.iteration, state.env_steps
+            state = TrialState.from_json((Path(ckpt) / TRIAL_STATE_FILE).read_text())
+        state.iteration, state.env_steps = session.iteration, session.env_steps
         if state.trial_id != trial_id:  # PBT exploit: this trial continues from a better one
             tracker.set_tags({f"raytrade.pbt.exploit.{state.iteration}": state.trial_id})
             state.exploited_from.append(state.trial_id)
@@ -137,48 +146,51 @@ def _start(ctx: SweepContext, config: Mapping[str, Any], session: Any, tracker: 
         session.load_weights(Path(ctx.init_from))
     tracker.log_metrics({f"config/{k}": v for k, v in plain(dict(config)).items() if isinstance(v, (int, float))},
                         step=int(session.env_steps))
-    _loop(ctx, session.exp, session, tracker, state, tune)
+    exp = session.exp
+    host = TrialHost(ctx, session, state, tracker, tune)
+    TrainingLoop(session, state, host, tracker, Objective.of(ctx.metric, ctx.mode),  # type: ignore[arg-type]
+                 Schedule(ctx.checkpoint_periods, ctx.checkpoint_at, at_end=True),
+                 patience=exp.stopping.patience_evaluations,
+                 logged_until=tracker.last_step("iteration") if checkpoint is not None else None,
+                 curriculum=exp.curriculum).run()
 
 
-def _loop(ctx: SweepContext, exp: Experiment, session: Any, tracker: Any, state: TrialState, tune: Any) -> None:
-    periods = ctx.checkpoint_periods
-    while True:
-        metrics = session.step()
-        it = session.iteration
-        stop = session.budget_stop(metrics)
-        due = stop is not None or it in ctx.checkpoint_at or any(it % p == 0 for p in periods)
-        if due and session.can_evaluate:
-            metrics |= session.evaluate()
-            value = metrics.get(ctx.metric)
-            if value is not None and math.isfinite(value):
-                state.objective, state.evaluated_at = float(value), it
-                if better(value, state.best, ctx.mode):
-                    state.best, state.evaluations_since_best = float(value), 0
-                else:
-                    state.evaluations_since_best += 1
-            patience = exp.stopping.patience_evaluations
-            if stop is None and patience and state.evaluations_since_best >= patience:
-                stop = "no_improvement"
-        for breach in session.check_alerts(metrics):
-            tracker.alert(str(breach), it)
-        tracker.log_metrics(metrics, step=session.env_steps)
-        report = {k: v for k, v in metrics.items() if math.isfinite(v)}
-        report |= {ctx.metric: state.objective if state.objective is not None else worst(ctx.mode),
-                   "eval_age_iterations": it - state.evaluated_at, "env_steps": session.env_steps,
-                   "mlflow_run_id": tracker.run_id}
-        if stop is not None:
-            report["stopped_by"] = stop
-        if due:
-            state.iteration, state.env_steps = it, session.env_steps
-            with tempfile.TemporaryDirectory(prefix="raytrade-trial-") as tmp:
-                session.save(Path(tmp) / ALGO_SUBDIR)
-                (Path(tmp) / TRIAL_STATE_FILE).write_text(json.dumps(asdict(state)))
-                tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
-        else:
-            tune.report(report)
-        if stop is not None:
-            log.info("trial %s stops after iteration %d: %s", state.trial_id, it, stop)
+class TrialHost:
+    """The trial's side of the loop: every iteration is reported to Tune (with the objective
+    carried forward between evaluations), with a checkpoint at the schedule's points."""
+
+    def __init__(self, ctx: SweepContext, session: Any, state: TrialState, tracker: Any, tune: Any) -> None:
+        self.ctx, self.session, self.state, self.tracker, self.tune = ctx, session, state, tracker, tune
+        self.objective = Objective.of(ctx.metric, ctx.mode)  # type: ignore[arg-type]
+
+    def stop_requested(self) -> str | None:
+        return None  # Tune stops trials itself (schedulers, the sweep's stopper)
+
+    def on_new_best(self, it: Iteration) -> None:
+        pass  # Tune keeps the best checkpoints by the reported score
+
+    def on_alert(self, breach: Any) -> None:
+        pass
+
+    def end_iteration(self, it: Iteration) -> None:
+        ctx, state = self.ctx, self.state
+        value = it.metrics.get(ctx.metric)
+        if it.evaluated and value is not None and math.isfinite(value):
+            state.objective, state.evaluated_at = float(value), state.iteration
+        report = {k: v for k, v in it.metrics.items() if math.isfinite(v)}
+        report |= {ctx.metric: state.objective if state.objective is not None else self.objective.worst,
+                   "eval_age_iterations": state.iteration - state.evaluated_at, "env_steps": state.env_steps,
+                   "mlflow_run_id": self.tracker.run_id}
+        if it.stop is not None:
+            report["stopped_by"] = it.stop
+            log.info("trial %s stops after iteration %d: %s", state.trial_id, state.iteration, it.stop)
+        if not it.due:
+            self.tune.report(report)
             return
+        with tempfile.TemporaryDirectory(prefix="raytrade-trial-") as tmp:
+            self.session.save(Path(tmp) / ALGO_SUBDIR)
+            (Path(tmp) / TRIAL_STATE_FILE).write_text(json.dumps(asdict(state)))
+            self.tune.report(report, checkpoint=self.tune.Checkpoint.from_directory(tmp))
 
 
 def _tracker(ctx: SweepContext, exp: Experiment, config: Mapping[str, Any], trial_id: str, trial_dir: Path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-RAYTRADE = [sys.executable, "-m", "app.cli"]
+RAYTRADE = [sys.executable, "-c", "from app.cli import main; main()"]
 
 
 def start(args: list[str], tmp: Path) -> subprocess.Popen:
@@ -68,9 +68,13 @@ def test_sigterm_checkpoints_and_resume_continues_the_counters(tmp_path):
     assert state["status"] == "stopped" and (run_dir / "checkpoints/final").is_dir()
     stopped_at = state["iteration"]
 
+    assert "not registered" in out  # a stopped run is not a model version
+
     resumed = start(["--resume", str(run_dir), *overrides(tmp_path, stopped_at + 2)], tmp_path)
     code, out = finish(resumed)
     assert code == 0, out
+    assert "DeprecationWarning" not in out and "new API stack" not in out and "+nan" not in out
+    assert "registered as model version" in out
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "finished" and state["iteration"] == stopped_at + 2
     assert state["env_steps"] == (stopped_at + 2) * 256

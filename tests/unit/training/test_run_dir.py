@@ -23,7 +23,7 @@ class FakeAlgo:
 
 @pytest.fixture
 def run(tmp_path):
-    exp = parse_experiment({"name": "r", "env": {"id": "x"}, "tracking": {"runs_dir": str(tmp_path)}})
+    exp = parse_experiment({"name": "r", "env": {"id": "raytrade/SyntheticMeanReversion-v0"}, "tracking": {"runs_dir": str(tmp_path)}})
     return RunDir.create(exp)
 
 
@@ -52,3 +52,60 @@ def test_state_round_trip(run):
 def test_find_unknown_run_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no matching runs"):
         RunDir.find("nope", runs_dir=tmp_path)
+
+
+def stray(run) -> list[str]:
+    return sorted(p.name for p in (run.path / "checkpoints").iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt("killed")])
+def test_a_failed_checkpoint_write_removes_its_temp_dir_and_keeps_the_last_one(run, error):
+    class Failing:
+        def save_to_path(self, path: str) -> None:
+            from pathlib import Path
+
+            (Path(path) / "half.pkl").write_text("half")
+            raise error
+
+    run.save_checkpoint(FakeAlgo("v1"), "latest")
+    with pytest.raises(type(error)):
+        run.save_checkpoint(Failing(), "latest")
+    assert stray(run) == []
+    assert (run.checkpoint_dir("latest") / "algorithm_state.pkl").read_text() == "v1"
+
+
+def test_a_failed_swap_puts_the_previous_checkpoint_back(run, monkeypatch):
+    import os
+
+    run.save_checkpoint(FakeAlgo("v1"), "best")
+    real = os.replace
+
+    def replace(src, dst):
+        from pathlib import Path
+
+        if Path(src).name.startswith(".best-") and Path(src).name != ".best-old" and Path(dst).name == "best":
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError):
+        run.save_checkpoint(FakeAlgo("v2"), "best")
+    assert (run.checkpoint_dir("best") / "algorithm_state.pkl").read_text() == "v1"
+    assert stray(run) == []
+
+
+def test_keep_retains_that_many_periodic_checkpoints(run):
+    for i in range(1, 6):
+        run.save_checkpoint(FakeAlgo(f"v{i}"), "latest", RunState(iteration=10 * i), keep=3)
+    history = run.path / "checkpoints" / "history"
+    assert sorted(p.name for p in history.iterdir()) == ["iteration-000000030", "iteration-000000040"]
+    assert (history / "iteration-000000040" / "algorithm_state.pkl").read_text() == "v4"
+    assert run.checkpoint_state("latest").iteration == 50 and stray(run) == []
+
+
+def test_clean_temp_removes_what_a_killed_writer_left(run):
+    (run.path / "checkpoints" / ".latest-abc").mkdir(parents=True)
+    (run.path / ".tmp-state.json-xyz").write_text("{")
+    with run.lock():
+        assert len(run.clean_temp()) == 2
+    assert stray(run) == [] and not list(run.path.glob(".tmp-*"))

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from app.errors import ConfigError
-from app.runs.env_factory import create_env
 from app.runs import data as run_data
+from app.runs.env_factory import create_env
 from app.tuning.runner import absolutize
 from app.tuning.trainable import SweepContext, prepare_trial
 from tests.unit.training.test_run_data import experiment, store_and_meta, store_reads  # noqa: F401 - fixtures

@@ -1,0 +1,5 @@
+"""``python -m app.cli`` runs the ``raytrade`` command."""
+
+from app.cli import main
+
+main()
