@@ -48,12 +48,17 @@ def ingest_frame(store: ParquetStore, key: DatasetKey, frame: pd.DataFrame, *, n
                  mode: str = "append") -> IngestResult:
     """Validate, repair and store ``frame``; raises :class:`DataValidationError` (nothing
     written) when faults remain that no enabled repair fixes."""
-    found = validate(frame, key.kind, file=name, timeframe=key.timeframe, calendar_ts_ns=calendar_ts_ns)
+    found = validate(frame, key.kind, file=name, timeframe=key.timeframe, calendar_ts_ns=calendar_ts_ns,
+                     market=key.market_type)
     if any(f.code in ("schema", "empty") for f in found.errors):
         raise DataValidationError(found.summary(), found.errors)
     fixed, repairs = repair(canonicalize(frame, key.kind, where=name), key.kind, policy)
-    remaining = validate(fixed, key.kind, file=name, timeframe=key.timeframe, calendar_ts_ns=calendar_ts_ns)
+    remaining = validate(fixed, key.kind, file=name, timeframe=key.timeframe, calendar_ts_ns=calendar_ts_ns,
+                         market=key.market_type)
     remaining.raise_for_errors()
+    for fault in remaining.warnings:
+        if fault.code == "probable_split":
+            log.warning("%s", fault)
     written = store.write(key, fixed, mode=mode)
     log.info("%s -> %s: %d rows for %d symbols (%d repairs, %d warnings)", name, store.dataset_dir(key),
              sum(written.values()), len(written), len(repairs), len(remaining.warnings))
@@ -95,13 +100,22 @@ def fetch_symbol(source_factory: SourceFactory, request: PullRequest, symbol: st
 
 def pull(store: ParquetStore, source_factory: SourceFactory, request: PullRequest, *,
          policy: RepairPolicy | None = None, max_in_flight: int = 8,
-         on_done: Callable[[PullOutcome], None] | None = None) -> list[PullOutcome]:
+         on_done: Callable[[PullOutcome], None] | None = None, use_ray: bool = True) -> list[PullOutcome]:
     """Fetch every symbol of ``request`` as Ray tasks and store each as it arrives.
 
-    Uses the running Ray instance (``ray.init()`` is called if none is). Vendor and validation
-    errors of a symbol are caught, reported in its outcome, and never stop the others.
+    Uses the running Ray instance (``ray.init()`` is called if none is); ``use_ray=False``
+    fetches in this process, one symbol after the other (small pulls, tests). Vendor and
+    validation errors of a symbol are caught, reported in its outcome, and never stop the others.
     ``on_done`` is called once per symbol (the CLI advances its progress bar there).
     """
+    if not use_ray:
+        outcomes = []
+        for symbol in request.symbols:
+            fetched = _fetch_or_error(source_factory, request, symbol)
+            outcomes.append(_store_result(store, request, symbol, fetched, policy))
+            if on_done is not None:
+                on_done(outcomes[-1])
+        return outcomes
     import ray
 
     if not ray.is_initialized():

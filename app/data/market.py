@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from app.data.asof import asof_positions, events_in_bars, exact_positions
 from app.data.schema import TIMEFRAME_NS, DatasetKey, Kind, ts_ns
 from app.data.store import ParquetStore
 from envs.core.market import MarketArrays
@@ -29,9 +30,9 @@ def funding_on_bars(bar_ts_ns: np.ndarray, bar_ns: int, event_ts_ns: np.ndarray,
     out = np.zeros(len(bar_ts_ns), dtype=np.float64)
     if len(bar_ts_ns) == 0 or len(event_ts_ns) == 0:
         return out
-    pos = np.searchsorted(bar_ts_ns, event_ts_ns, side="right") - 1
-    inside = (pos >= 0) & (event_ts_ns < bar_ts_ns[np.clip(pos, 0, None)] + bar_ns)
-    np.add.at(out, pos[inside], event_rate[inside])
+    pos = events_in_bars(bar_ts_ns, bar_ns, event_ts_ns)
+    inside = pos >= 0
+    np.add.at(out, pos[inside], np.asarray(event_rate, dtype=np.float64)[inside])
     return out
 
 
@@ -41,10 +42,9 @@ def mark_on_bars(bar_ts_ns: np.ndarray, bar_ohlc: np.ndarray, mark_ts_ns: np.nda
     traded price (returned count tells how many), which is what a venue without a separate
     mark price would use."""
     out = bar_ohlc.copy()
-    pos = np.searchsorted(mark_ts_ns, bar_ts_ns)
-    pos_c = np.clip(pos, 0, max(len(mark_ts_ns) - 1, 0))
-    hit = (pos < len(mark_ts_ns)) & (mark_ts_ns[pos_c] == bar_ts_ns) if len(mark_ts_ns) else np.zeros(len(bar_ts_ns), bool)
-    out[hit] = mark_ohlc[pos_c[hit]]
+    pos = exact_positions(mark_ts_ns, bar_ts_ns)
+    hit = pos >= 0
+    out[hit] = mark_ohlc[pos[hit]]
     return out, int((~hit).sum())
 
 
@@ -68,7 +68,8 @@ def load_market(store: ParquetStore, key: DatasetKey, symbols: Iterable[str] | N
             funding[rows] = funding_on_bars(bar_ts, bar_ns, ts_ns(events["timestamp"]),
                                             events["funding_rate"].to_numpy())
         elif funding is not None:
-            log.warning("%s: no funding rates stored; funding is 0 for this symbol", symbol)
+            log.warning("%s: no funding rates stored%s; funding is 0 for this symbol", symbol,
+                        _elsewhere(store, fund_key, symbol))
         if mark is not None and symbol in have_mark:
             marks = store.read(mark_key, [symbol])
             mark[rows], n_fallback = mark_on_bars(bar_ts, market.ohlcv[rows, :4], ts_ns(marks["timestamp"]),
@@ -76,8 +77,20 @@ def load_market(store: ParquetStore, key: DatasetKey, symbols: Iterable[str] | N
             if n_fallback:
                 log.info("%s: %d bar(s) without a mark price use the traded price", symbol, n_fallback)
         elif mark is not None:
-            log.warning("%s: no mark prices stored; liquidation uses the traded price", symbol)
+            log.warning("%s: no %s mark prices stored%s; liquidation uses the traded price", symbol,
+                        key.timeframe, _elsewhere(store, mark_key, symbol))
     return MarketArrays(market.symbols, market.offsets, market.ts_ns, market.ohlcv, funding, mark)
+
+
+def _elsewhere(store: ParquetStore, key: DatasetKey, symbol: str) -> str:
+    """Explain a miss caused by data stored under another timeframe (e.g. mark prices pulled
+    with ``--timeframe 4h`` for 1h bars, or funding written under ``1h`` by an older raytrade)."""
+    others = [tf for tf in store.timeframes_holding(key.kind, key.source, key.market_type, symbol)
+              if tf != key.timeframe]
+    if not others:
+        return ""
+    return (f" under timeframe {key.timeframe!r} ({key.kind.value} for it found under {others}: "
+            f"pull or import it again with --timeframe {key.timeframe})")
 
 
 def align_index(market: MarketArrays, index_ts_ns: np.ndarray, index_ohlcv: np.ndarray) -> np.ndarray:
@@ -85,7 +98,7 @@ def align_index(market: MarketArrays, index_ts_ns: np.ndarray, index_ohlcv: np.n
 
     Bars before the index's first bar get NaN; callers decide whether to cut them.
     """
-    pos = np.searchsorted(index_ts_ns, market.ts_ns, side="right") - 1
+    pos = asof_positions(index_ts_ns, market.ts_ns)
     out = np.full((len(market.ts_ns), index_ohlcv.shape[1]), np.nan)
     ok = pos >= 0
     out[ok] = index_ohlcv[pos[ok]]

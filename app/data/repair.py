@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from app.data.anomalies import find_spikes
 from app.data.schema import FLOAT_COLUMNS, PRICE_COLUMNS, Kind, ts_ns
 
 log = logging.getLogger("raytrade.data")
@@ -45,6 +46,8 @@ class RepairPolicy:
     #: a close-to-open jump by more than this factor (either way) between consecutive bars,
     #: which then persists, is treated as a redenomination.
     redenomination_jump_ratio: float = 8.0
+    #: drop one-bar spikes that revert (``price_spike`` faults, e.g. a x10 typo in a close).
+    drop_spikes: bool = True
 
 
 @dataclass
@@ -89,6 +92,8 @@ def repair(frame: pd.DataFrame, kind: Kind = Kind.BARS, policy: RepairPolicy | N
             out = drop_listing_hours(out, policy.listing_hours_to_drop, rlog)
         if policy.redenomination != "off":
             out = fix_redenominations(out, policy.redenomination, policy.redenomination_jump_ratio, rlog)
+        if policy.drop_spikes:
+            out = drop_spikes(out, rlog)
     return out.reset_index(drop=True), rlog
 
 
@@ -112,6 +117,22 @@ def _drop_rows(frame: pd.DataFrame, mask: np.ndarray, action: str, why: str, rlo
     for symbol, n in frame.loc[mask, "symbol"].value_counts(sort=False).items():
         rlog.add(action, str(symbol), int(n), why)
     return frame.loc[~mask].reset_index(drop=True)
+
+
+def drop_spikes(frame: pd.DataFrame, rlog: RepairLog) -> pd.DataFrame:
+    """Drop one-bar spikes that revert (:func:`app.data.anomalies.find_spikes`), one logged
+    record per bar naming its date and prices."""
+    rows = find_spikes(frame)
+    if not len(rows):
+        return frame
+    for r in rows:
+        bar = frame.iloc[r]
+        rlog.add("drop_spikes", str(bar["symbol"]), 1,
+                 f"bar of {bar['timestamp'].isoformat()} (open {bar['open']:g}, close "
+                 f"{bar['close']:g}) jumps >x5 and reverts on the next bar")
+    keep = np.ones(len(frame), dtype=bool)
+    keep[rows] = False
+    return frame.loc[keep].reset_index(drop=True)
 
 
 def clip_ohlc(frame: pd.DataFrame, rlog: RepairLog) -> pd.DataFrame:

@@ -15,8 +15,9 @@ backtest and live):
   the source bars in the bucket.
 
 A complete weekly bar *is* the as-of bar on the last day of its week: both come from one code
-path (:func:`partial_bars_asof`), so the bar a policy sees on Friday equals, bit for bit, the
-weekly bar the backtest stores.
+path (:func:`partial_bars_asof`), whose arithmetic is the envs' own
+(:func:`envs.core.resample.partial_bars`), so the bar a policy sees on Friday equals, bit for bit,
+the weekly bar the backtest stores (a property test compares the two on random daily series).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from app.data.asof import asof_positions
 from app.data.schema import COLUMNS, DAY_NS, FLOAT_COLUMNS, TIMEFRAME_NS, Kind, canonicalize, ts_ns
 from app.errors import DataValidationError
+from envs.core.resample import partial_bars
 
 #: Calendar timeframes built from daily bars.
 CALENDAR_TIMEFRAMES: tuple[str, ...] = ("1w", "1mo")
@@ -35,6 +38,7 @@ CALENDAR_TIMEFRAMES: tuple[str, ...] = ("1w", "1mo")
 EXTRA_COLUMNS: tuple[str, ...] = ("n_bars", "period_start")
 _BAR_COLUMNS = COLUMNS[Kind.BARS]
 _OHLCV = FLOAT_COLUMNS[Kind.BARS]
+_ENV_PERIOD = {"1w": "W", "1mo": "M"}
 
 
 def resample(bars: pd.DataFrame, timeframe: str, *, source_timeframe: str,
@@ -63,7 +67,7 @@ def resample_daily(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     ``period_start``; rows sorted by symbol, then time.
     """
     frame = _prepare_daily(bars, where=f"resample_daily({timeframe!r})", timeframe=timeframe)
-    return _last_of_period(frame, _asof(frame)).drop(columns="_code")
+    return _last_of_period(frame, _asof(frame, timeframe)).drop(columns="_code")
 
 
 def partial_bars_asof(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
@@ -75,7 +79,7 @@ def partial_bars_asof(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     far in the period. On the last day of a period the row equals the complete bar.
     """
     frame = _prepare_daily(bars, where=f"partial_bars_asof({timeframe!r})", timeframe=timeframe)
-    return _asof(frame)
+    return _asof(frame, timeframe)
 
 
 def completed_bars(bars: pd.DataFrame, timeframe: str,
@@ -91,7 +95,7 @@ def completed_bars(bars: pd.DataFrame, timeframe: str,
     where = f"completed_bars({timeframe!r})"
     as_of_ts = None if as_of is None else _utc(as_of, where)
     frame = _prepare_daily(bars, where=where, timeframe=timeframe, as_of=as_of_ts)
-    full = _last_of_period(frame, _asof(frame))
+    full = _last_of_period(frame, _asof(frame, timeframe))
     codes = full["_code"].to_numpy()
     done = np.zeros(len(codes), dtype=bool)
     done[:-1] = codes[1:] == codes[:-1]  # a later period of the same symbol exists
@@ -112,7 +116,7 @@ def completed_bars_asof(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     ``period_start``, and ``bar_timestamp`` (the period bar's own stamp, always before t).
     """
     frame = _prepare_daily(bars, where=f"completed_bars_asof({timeframe!r})", timeframe=timeframe)
-    full = _last_of_period(frame, _asof(frame))
+    full = _last_of_period(frame, _asof(frame, timeframe))
     # Period blocks are contiguous and numbered in the order of ``full`` (``_gid``): the previous
     # period of a row is block ``gid - 1`` when that block belongs to the same symbol.
     prev = frame["_gid"].to_numpy() - 1
@@ -127,18 +131,26 @@ def completed_bars_asof(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     return out[["timestamp", "symbol", *_OHLCV, "n_bars", "period_start", "bar_timestamp"]]
 
 
-def _asof(frame: pd.DataFrame) -> pd.DataFrame:
-    """Running period bars on a prepared frame (see :func:`partial_bars_asof`)."""
+def _asof(frame: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """Running period bars on a prepared frame (see :func:`partial_bars_asof`).
+
+    The arithmetic is the envs' (:func:`envs.core.resample.partial_bars`), so a weekly bar here
+    equals, bit for bit, the one a policy observes (``tests/unit/data/test_resample_parity.py``).
+    """
     gid = frame["_gid"].to_numpy()
     starts = _segment_starts(gid)
-    by = frame[["high", "low", "volume"]].groupby(gid, sort=False)
+    codes = frame["_code"].to_numpy()
+    offsets = np.r_[np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else [],
+                    len(codes)].astype(np.int64)
+    ohlcv = partial_bars(ts_ns(frame["timestamp"]), frame[list(_OHLCV)].to_numpy(np.float64),
+                         offsets, _ENV_PERIOD[timeframe]).ohlcv
     return pd.DataFrame({
         "timestamp": frame["timestamp"],
-        "open": frame["open"].to_numpy()[starts[gid]],
-        "high": by["high"].cummax().to_numpy(),
-        "low": by["low"].cummin().to_numpy(),
-        "close": frame["close"],
-        "volume": by["volume"].cumsum().to_numpy(),
+        "open": ohlcv[:, 0],
+        "high": ohlcv[:, 1],
+        "low": ohlcv[:, 2],
+        "close": ohlcv[:, 3],
+        "volume": ohlcv[:, 4],
         "symbol": frame["symbol"],
         "n_bars": np.arange(len(gid), dtype=np.int64) - starts[gid] + 1,
         "period_start": frame["period_start"],
@@ -231,14 +243,15 @@ def align_to_index(bars: pd.DataFrame, index_bars: pd.DataFrame,
                                   f"{sorted(map(str, index_symbols))[:10]}")
     if max_staleness_days is not None and max_staleness_days < 0:
         raise ValueError(f"max_staleness_days must be >= 0, got {max_staleness_days}")
-    right = index.rename(columns={c: f"index_{c}" for c in (*_BAR_COLUMNS,)})
-    right = right[[f"index_{c}" for c in _BAR_COLUMNS]].sort_values("index_timestamp", kind="stable")
-    left = stocks[["timestamp", "symbol"]].assign(_row=np.arange(len(stocks)))
-    left = left.sort_values("timestamp", kind="stable")
-    tolerance = None if max_staleness_days is None else pd.Timedelta(days=max_staleness_days)
-    joined = pd.merge_asof(left, right, left_on="timestamp", right_on="index_timestamp",
-                           direction="backward", allow_exact_matches=True, tolerance=tolerance)
-    joined = joined.sort_values("_row", kind="stable").drop(columns="_row").reset_index(drop=True)
+    stocks_ns, index_ns = ts_ns(stocks["timestamp"]), ts_ns(index["timestamp"])
+    staleness_ns = None if max_staleness_days is None else max_staleness_days * DAY_NS
+    pos = asof_positions(index_ns, stocks_ns, max_staleness_ns=staleness_ns)
+    found = pos >= 0
+    picked = (index.iloc[np.maximum(pos, 0)] if len(index) else index.reindex(range(len(pos))))
+    picked = picked.reset_index(drop=True)
+    joined = stocks[["timestamp", "symbol"]].reset_index(drop=True)
+    for col in _BAR_COLUMNS:
+        joined[f"index_{col}"] = picked[col].where(found)
     joined["same_day"] = (joined["index_timestamp"] == joined["timestamp"]).to_numpy(bool)
     missing = pd.DatetimeIndex(joined.loc[~joined["same_day"], "timestamp"].unique()).sort_values()
     columns = ["timestamp", "symbol", "index_symbol", "index_timestamp",

@@ -11,22 +11,25 @@ Every source produces, and the store holds, frames in this shape:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
 
 from app.errors import DataValidationError
 
+log = logging.getLogger("raytrade.data")
 
-class Kind(str, Enum):
+
+class Kind(StrEnum):
     BARS = "bars"
     MARK = "mark"
     FUNDING = "funding"
 
 
-class MarketType(str, Enum):
+class MarketType(StrEnum):
     STOCK = "stock"
     INDEX = "index"
     SPOT = "spot"
@@ -52,11 +55,18 @@ TIMEFRAME_NS: dict[str, int] = {"1m": HOUR_NS // 60, "5m": HOUR_NS // 12, "15m":
                                 "1h": HOUR_NS, "4h": 4 * HOUR_NS, "8h": 8 * HOUR_NS, "1d": DAY_NS}
 #: ``events`` is for irregular series such as funding (8h, 4h or 1h intervals, changing over time).
 TIMEFRAMES: tuple[str, ...] = (*TIMEFRAME_NS, "1w", "1mo", "events")
+#: Funding rates are events whatever interval the venue uses: they are always stored (and looked
+#: up by the envs' loader) under this timeframe.
+FUNDING_TIMEFRAME = "events"
 
 
 @dataclass(frozen=True)
 class DatasetKey:
-    """Where a dataset lives in the store: source / market type / timeframe / kind."""
+    """Where a dataset lives in the store: source / market type / timeframe / kind.
+
+    A funding key always has timeframe :data:`FUNDING_TIMEFRAME`: another timeframe is
+    replaced, with a warning, so funding is stored where :mod:`app.data.market` reads it.
+    """
 
     source: str
     market_type: MarketType
@@ -66,6 +76,10 @@ class DatasetKey:
     def __post_init__(self) -> None:
         object.__setattr__(self, "market_type", MarketType(self.market_type))
         object.__setattr__(self, "kind", Kind(self.kind))
+        if self.kind is Kind.FUNDING and self.timeframe != FUNDING_TIMEFRAME:
+            log.warning("funding rates are irregular events: stored under timeframe %r, not %r",
+                        FUNDING_TIMEFRAME, self.timeframe)
+            object.__setattr__(self, "timeframe", FUNDING_TIMEFRAME)
         if self.timeframe not in TIMEFRAMES:
             raise ValueError(f"timeframe {self.timeframe!r} is not one of {TIMEFRAMES}")
         if not self.source or "/" in self.source or "=" in self.source:

@@ -5,17 +5,22 @@ percent-encoded (``BTC/USDT:USDT`` -> ``BTC%2FUSDT%3AUSDT``) so every name maps 
 back. One file per symbol makes appends cheap and lets the catalog come from Parquet footers
 alone (no side index that can drift from the data).
 
-Writes are atomic: the new file is written next to the old one under a temporary name, fsynced
-and moved over it with ``os.replace``, so a crash leaves either the old file or the new one,
-never half of one. Appends merge with what is stored, de-duplicate on timestamp (new rows win)
-and sort.
+Writes are atomic (:func:`app.atomic.atomic_write`): the new file is written next to the old
+one under a hidden temporary name, fsynced and moved over it, so a crash leaves either the old
+file or the new one, never half of one. Every directory listing skips hidden and temporary names
+(:func:`app.atomic.is_temp`), so a temp file left by a ``kill -9`` is never read as a symbol
+(a symbol starting with ``.`` is stored as ``%2E...`` for the same reason). Appends merge with
+what is stored, de-duplicate on timestamp (new rows win) and sort.
+
+Reading a store whose root does not exist is an error that says so (a typo in ``--store``
+must not look like an empty store); writing creates it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -26,10 +31,21 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from app.data.schema import COLUMNS, DatasetKey, Kind, MarketType, canonicalize, empty
+from app.atomic import atomic_write, is_temp
+from app.data.schema import (
+    COLUMNS,
+    FUNDING_TIMEFRAME,
+    DatasetKey,
+    Kind,
+    MarketType,
+    canonicalize,
+    empty,
+)
 from app.data.validate import validate
 from app.errors import CorruptFileError, StoreError
 from envs.core.market import MarketArrays
+
+log = logging.getLogger("raytrade.data")
 
 SUFFIX = ".parquet"
 _ORDER_FAULTS = {"unsorted_timestamp", "duplicate_timestamp"}
@@ -37,7 +53,10 @@ _META_START, _META_END = b"raytrade.start_ns", b"raytrade.end_ns"
 
 
 def symbol_to_filename(symbol: str) -> str:
-    return quote(symbol, safe="") + SUFFIX
+    name = quote(symbol, safe="")
+    if name.startswith("."):  # a hidden name would be skipped by every listing
+        name = "%2E" + name[1:]
+    return name + SUFFIX
 
 
 def filename_to_symbol(name: str) -> str:
@@ -68,20 +87,42 @@ class ParquetStore:
     def path_for(self, key: DatasetKey, symbol: str) -> Path:
         return self.dataset_dir(key) / symbol_to_filename(symbol)
 
+    def require_exists(self) -> None:
+        """Raise :class:`StoreError` when the store's root directory does not exist."""
+        if not self.root.is_dir():
+            raise StoreError(f"store {self.root} does not exist (run `raytrade data import "
+                             f"data/sample --store {self.root}` or `raytrade data pull ...` first)")
+
     def keys(self) -> list[DatasetKey]:
         """Every dataset that holds at least one symbol file."""
+        self.require_exists()
+        kinds = {k.value for k in Kind}
         found = []
-        for kind_dir in sorted(p for p in self.root.glob("*") if p.is_dir()):
-            if kind_dir.name not in {k.value for k in Kind}:
-                continue
-            for tf_dir in sorted(kind_dir.glob("*/*/*")):
-                if tf_dir.is_dir() and any(tf_dir.glob("*" + SUFFIX)):
-                    source, market, timeframe = tf_dir.relative_to(kind_dir).parts
-                    found.append(DatasetKey(source, MarketType(market), timeframe, Kind(kind_dir.name)))
+        for kind_dir in (d for d in _listdir(self.root) if d.is_dir() and d.name in kinds):
+            for source_dir in (d for d in _listdir(kind_dir) if d.is_dir()):
+                for market_dir in (d for d in _listdir(source_dir) if d.is_dir()):
+                    for tf_dir in (d for d in _listdir(market_dir) if d.is_dir()):
+                        if not any(_symbol_files(tf_dir)):
+                            continue
+                        if kind_dir.name == Kind.FUNDING.value and tf_dir.name != FUNDING_TIMEFRAME:
+                            log.warning("%s: funding stored outside %r (by an older raytrade) is "
+                                        "not read; move its files to %s", tf_dir, FUNDING_TIMEFRAME,
+                                        tf_dir.parent / FUNDING_TIMEFRAME)
+                            continue
+                        found.append(DatasetKey(source_dir.name, MarketType(market_dir.name),
+                                                tf_dir.name, Kind(kind_dir.name)))
         return found
 
+    def timeframes_holding(self, kind: Kind, source: str, market_type: MarketType | str,
+                           symbol: str) -> list[str]:
+        """Timeframe directories of ``kind/source/market_type`` that hold a file of ``symbol``."""
+        base = self.root / Kind(kind).value / source / MarketType(market_type).value
+        name = symbol_to_filename(symbol)
+        return sorted(d.name for d in _listdir(base) if d.is_dir() and (d / name).is_file())
+
     def symbols(self, key: DatasetKey) -> list[str]:
-        return sorted(filename_to_symbol(p.name) for p in self.dataset_dir(key).glob("*" + SUFFIX))
+        self.require_exists()
+        return sorted(filename_to_symbol(p.name) for p in _symbol_files(self.dataset_dir(key)))
 
     # -- writing -----------------------------------------------------------------------------
     def write(self, key: DatasetKey, frame: pd.DataFrame, *, mode: str = "append") -> dict[str, int]:
@@ -96,7 +137,8 @@ class ParquetStore:
         if mode not in ("append", "replace"):
             raise ValueError(f"mode must be 'append' or 'replace', got {mode!r}")
         frame = canonicalize(frame, key.kind, where=f"write {key}")
-        report = validate(frame, key.kind, file=f"write to {self.dataset_dir(key)}")
+        report = validate(frame, key.kind, file=f"write to {self.dataset_dir(key)}",
+                          market=key.market_type, warnings=False)
         report.faults = [f for f in report.faults if f.code not in _ORDER_FAULTS]
         report.raise_for_errors()
         written = {}
@@ -112,7 +154,6 @@ class ParquetStore:
         self.path_for(key, symbol).unlink(missing_ok=True)
 
     def _write_atomic(self, path: Path, frame: pd.DataFrame, kind: Kind) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pandas(frame[list(COLUMNS[kind])], preserve_index=False)
         ts = table.column("timestamp")
         meta = dict(table.schema.metadata or {})
@@ -120,16 +161,7 @@ class ParquetStore:
             meta[_META_START] = str(pa.compute.min(ts).cast(pa.int64()).as_py()).encode()
             meta[_META_END] = str(pa.compute.max(ts).cast(pa.int64()).as_py()).encode()
         table = table.replace_schema_metadata(meta)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                pq.write_table(table, fh, compression="zstd")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
     # -- reading -----------------------------------------------------------------------------
     def read(self, key: DatasetKey, symbols: Iterable[str] | None = None,
@@ -175,7 +207,7 @@ class ParquetStore:
         """What is stored, read from Parquet footers only (fast: no data pages are read)."""
         entries = []
         for key in keys if keys is not None else self.keys():
-            for path in sorted(self.dataset_dir(key).glob("*" + SUFFIX)):
+            for path in _symbol_files(self.dataset_dir(key)):
                 try:
                     meta = pq.read_metadata(path)
                 except (pa.ArrowInvalid, OSError) as exc:
@@ -231,6 +263,18 @@ class ParquetStore:
         idx = np.array(nonempty, dtype=np.int64)
         if len(idx) and (np.any(ts[offsets[idx]] != starts) or np.any(ts[offsets[idx + 1] - 1] != ends)):
             raise StoreError("scan rows do not line up with the files' footers (changed during read?)")
+
+
+def _listdir(directory: Path) -> list[Path]:
+    """Entries of ``directory`` in name order, without hidden or temporary names; [] if absent."""
+    try:
+        return sorted(p for p in directory.iterdir() if not is_temp(p))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _symbol_files(directory: Path) -> Iterator[Path]:
+    return (p for p in _listdir(directory) if p.name.endswith(SUFFIX) and p.is_file())
 
 
 def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:

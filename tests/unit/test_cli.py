@@ -52,5 +52,5 @@ def test_validate_exits_1_and_names_the_fault(csv_file):
 
 
 def test_info_on_an_empty_store_says_how_to_fill_it(tmp_path):
-    result = runner.invoke(app, ["data", "info", "--store", str(tmp_path / "none")])
+    result = runner.invoke(app, ["data", "info", "--store", str(tmp_path)])
     assert result.exit_code == 0 and "raytrade data import" in result.output

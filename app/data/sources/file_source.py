@@ -8,7 +8,12 @@ a source of a single file, the symbol asked for in the fetch.
 Columns are matched case-insensitively; ``date``/``datetime``/``time`` stand for ``timestamp``
 and ``ticker`` for ``symbol`` (``column_map`` renames anything else). Timestamps must be
 unambiguous: ISO strings with an offset (as written by pandas for UTC data), naive values with
-``naive_tz`` to localize them, or epoch numbers with ``timestamp_unit``.
+``naive_tz`` to localize them (then converted to UTC; the CLI's ``--tz``), or epoch numbers with
+``timestamp_unit``. Naive values without ``naive_tz`` are refused with an error naming ``--tz``.
+
+Corporate-action columns of bar files (``adj_close``, ``split_coefficient``, ``dividend``) are
+applied by :func:`app.data.adjust.apply_corporate_actions` (``adjust=True``, the default) or
+dropped with a warning; never ignored silently.
 
 A file that cannot be parsed raises :class:`~app.errors.CorruptFileError`; missing columns or
 values that cannot be cast raise :class:`~app.errors.DataValidationError`; both name the file.
@@ -30,6 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from app.data.adjust import apply_corporate_actions
 from app.data.schema import COLUMNS, Kind, empty
 from app.data.sources.base import TimeLike, finish_frame, utc_range
 from app.errors import CorruptFileError, DataValidationError, SourceError
@@ -55,7 +61,7 @@ class FileSource:
                  symbol: str | None = None, symbol_from_stem: bool = False,
                  timeframe: str | None = None, file_format: FileFormat = "auto",
                  column_map: Mapping[str, str] | None = None, naive_tz: str | None = None,
-                 timestamp_unit: str | None = None, name: str = "file") -> None:
+                 timestamp_unit: str | None = None, name: str = "file", adjust: bool = True) -> None:
         self._paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         if not self._paths:
             raise ValueError("FileSource needs at least one path")
@@ -68,6 +74,7 @@ class FileSource:
         self._naive_tz = naive_tz
         self._timestamp_unit = timestamp_unit
         self._name = name
+        self._adjust = adjust
 
     @property
     def name(self) -> str:
@@ -172,6 +179,8 @@ class FileSource:
                     f"{path}: no 'symbol' column; pass symbol=... or symbol_from_stem=True")
             df["symbol"] = symbol
         df["timestamp"] = self._parse_timestamps(df["timestamp"], path)
+        if self._kind is Kind.BARS:
+            df = apply_corporate_actions(df, where=str(path), adjust=self._adjust)
         return df
 
     def _read_parquet(self, path: Path, symbol: str | None) -> pd.DataFrame:
@@ -230,6 +239,18 @@ class FileSource:
                 parsed = pd.to_datetime(ts, format="ISO8601")
         except (TypeError, ValueError, OverflowError) as exc:
             raise DataValidationError(f"{path}: column 'timestamp' is not a timestamp ({exc})") from exc
-        if isinstance(parsed.dtype, pd.DatetimeTZDtype) or self._naive_tz is None:
-            return parsed  # a naive column without naive_tz is refused by canonicalize
-        return parsed.dt.tz_localize(self._naive_tz)
+        if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+            return parsed
+        if not pd.api.types.is_datetime64_dtype(parsed):
+            return parsed  # mixed offsets etc.: canonicalize refuses them by name
+        if self._naive_tz is None:
+            raise DataValidationError(
+                f"{path}: timestamps have no time zone; say which one they are in with --tz "
+                "(naive_tz=...), e.g. --tz UTC (daily bars stamped with their date) or "
+                "--tz America/New_York; they are then converted to UTC")
+        try:
+            return parsed.dt.tz_localize(self._naive_tz, ambiguous="raise",
+                                         nonexistent="raise").dt.tz_convert("UTC")
+        except Exception as exc:  # unknown zone, or a time that DST makes ambiguous / skip
+            raise DataValidationError(f"{path}: cannot localize timestamps to --tz "
+                                      f"{self._naive_tz!r} ({type(exc).__name__}: {exc})") from exc
