@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 evaluate_app = typer.Typer(
@@ -15,12 +17,14 @@ CHECKPOINT_OPT = typer.Option("final", "--checkpoint", help="final | best | late
 SEED_OPT = typer.Option(0, "--seed", help="Seeds the backtests, samples and bootstrap.")
 N_BOOT_OPT = typer.Option(1000, "--n-boot", min=100, help="Bootstrap resamples per interval.")
 PART_OPT = typer.Option("test", "--split", help="train | validation | test (default: unseen test data).")
+STORE_OPT = typer.Option(None, "--store", envvar="RAYTRADE_STORE",
+                         help="Read bars from this store instead of the run's own data.store.")
 
 
-def _find(run: str):
+def _find(run: str, store: Path | None = None):
     from app.runs.run_dir import RunDir
 
-    return RunDir.find(run)
+    return RunDir.find(run).with_store(store)
 
 
 def _study(fn, **kwargs):
@@ -55,6 +59,7 @@ def unseen_symbols_command(
     include_steps: int = typer.Option(0, "--include-steps", min=0, help="With --fine-tune-steps: also train from "
                                       "scratch with the symbol included (M env steps), then fine-tune that."),
     checkpoint: str = CHECKPOINT_OPT, seed: int = SEED_OPT, n_boot: int = N_BOOT_OPT,
+    store: Path = STORE_OPT,
 ) -> None:
     """Seen (train) vs unseen (test) symbols over the same window, with bootstrap CIs; optionally the
     effect of fine-tuning on a new symbol (never included / fine-tuned / included / both)."""
@@ -63,8 +68,9 @@ def unseen_symbols_command(
 
     if include_steps and not fine_tune_steps:
         raise typer.BadParameter("--include-steps needs --fine-tune-steps", param_hint="--include-steps")
-    result = _study(run_unseen_symbols, run=_find(run), which=checkpoint, window=window, seed=seed, n_boot=n_boot,
-                    fine_tune_steps=fine_tune_steps, fine_tune_symbol=fine_tune_symbol, include_steps=include_steps, train=train)
+    result = _study(run_unseen_symbols, run=_find(run, store), which=checkpoint, window=window, seed=seed,
+                    n_boot=n_boot, fine_tune_steps=fine_tune_steps, fine_tune_symbol=fine_tune_symbol,
+                    include_steps=include_steps, train=train)
     keep = ["total_return", "sharpe", "bh_total_return", "excess_return"]
     _show(result, ["group", "metric", "value", "ci_low", "ci_high", "n"], lambda t: t["metric"].isin(keep),
           "unseen vs seen symbols (mean over symbols, 95% CI)")
@@ -79,11 +85,12 @@ def future_distance_command(
     symbols: str = typer.Option("test", "--symbols", help="test | validation | train | non-train"),
     bucket_months: int = typer.Option(1, "--bucket-months", min=1, help="Months per bucket."),
     checkpoint: str = CHECKPOINT_OPT, seed: int = SEED_OPT, n_boot: int = N_BOOT_OPT,
+    store: Path = STORE_OPT,
 ) -> None:
     """Performance by month after the end of the training window (runs with a time split only)."""
     from app.evaluation.studies_time import run_future_distance
 
-    result = _study(run_future_distance, run=_find(run), which=checkpoint, symbols=symbols,
+    result = _study(run_future_distance, run=_find(run, store), which=checkpoint, symbols=symbols,
                     bucket_months=bucket_months, seed=seed, n_boot=n_boot)
     _show(result, ["months_from", "part", "n_symbols", "agent_return", "bh_return", "excess_return",
                    "excess_return_ci_low", "excess_return_ci_high", "agent_sharpe"],
@@ -104,6 +111,7 @@ def history_length_command(
     fill: str = typer.Option("neutral", "--fill", help="neutral: 0 log ratio / 1 relative volume; repeat: the "
                              "oldest kept entry (the builder's own padding)."),
     split: str = PART_OPT, checkpoint: str = CHECKPOINT_OPT, seed: int = SEED_OPT, n_boot: int = N_BOOT_OPT,
+    store: Path = STORE_OPT,
 ) -> None:
     """Performance vs the observation history the policy is allowed to see (masking study, not
     retraining: `raytrade tune` over env.config.window_bars retrains per window)."""
@@ -113,7 +121,7 @@ def history_length_command(
         ks = [int(k) for k in windows.split(",") if k.strip()]
     except ValueError:
         raise typer.BadParameter(f"expected integers like 5,10,20, got {windows!r}", param_hint="--windows") from None
-    result = _study(run_history_length, run=_find(run), which=checkpoint, part=split, windows=ks, scope=scope,
+    result = _study(run_history_length, run=_find(run, store), which=checkpoint, part=split, windows=ks, scope=scope,
                     fill=fill, seed=seed, n_boot=n_boot)
     keep = ["total_return", "excess_return", "sharpe", "action_agreement"]
     _show(result, ["window_bars", "kind", "metric", "value", "ci_low", "ci_high"],
@@ -125,11 +133,12 @@ def greedy_vs_stochastic_command(
     run: str = RUN_ARG,
     samples: int = typer.Option(8, "--samples", min=1, help="Stochastic samples per symbol."),
     split: str = PART_OPT, checkpoint: str = CHECKPOINT_OPT, seed: int = SEED_OPT, n_boot: int = N_BOOT_OPT,
+    store: Path = STORE_OPT,
 ) -> None:
     """The greedy policy vs N stochastic samples of it over the same part, side by side with CIs."""
     from app.evaluation.studies_policy import run_greedy_vs_stochastic
 
-    result = _study(run_greedy_vs_stochastic, run=_find(run), which=checkpoint, part=split, samples=samples,
+    result = _study(run_greedy_vs_stochastic, run=_find(run, store), which=checkpoint, part=split, samples=samples,
                     seed=seed, n_boot=n_boot)
     keep = ["total_return", "excess_return", "sharpe", "max_drawdown", "trades", "mean_max_prob"]
     _show(result, ["group", "metric", "value", "ci_low", "ci_high", "sample_std"], lambda t: t["metric"].isin(keep),
@@ -144,13 +153,13 @@ def lookahead_command(
     n_symbols: int = typer.Option(3, "--n-symbols", min=1, help="Symbols to sample."),
     n_decisions: int = typer.Option(20, "--n-decisions", min=1, help="Decision bars to sample per symbol."),
     atol: float = typer.Option(1e-6, "--atol", help="Tolerance on probabilities and logits."),
-    split: str = PART_OPT, checkpoint: str = CHECKPOINT_OPT, seed: int = SEED_OPT,
+    split: str = PART_OPT, checkpoint: str = CHECKPOINT_OPT, seed: int = SEED_OPT, store: Path = STORE_OPT,
 ) -> None:
     """Rerun sampled decisions on data truncated at the decision bar; list every decision (or
     observation) that changes. Exit code 1 if any does."""
     from app.evaluation.studies_lookahead import run_lookahead
 
-    result = _study(run_lookahead, run=_find(run), which=checkpoint, part=split, symbols=symbols or None,
+    result = _study(run_lookahead, run=_find(run, store), which=checkpoint, part=split, symbols=symbols or None,
                     n_symbols=n_symbols, n_decisions=n_decisions, seed=seed, atol=atol)
     notes = result.notes
     typer.echo(f"{notes['decisions']} decisions on {', '.join(notes['symbols'])}: {notes['decision_changed']} "

@@ -1,6 +1,8 @@
 """``raytrade serve RUN_OR_PATH``: serve a trained policy over HTTP (Ray Serve + FastAPI).
 
-Heavy imports (ray, torch) happen inside the command, so ``raytrade --help`` stays instant.
+This module only parses options; :mod:`serve.launcher` starts, waits and shuts down. Heavy
+imports (ray, torch) happen inside the command, so ``raytrade --help`` stays instant. Run names
+are looked up under ``$RAYTRADE_RUNS_DIR`` (default ``runs``), as ``raytrade backtest`` does.
 """
 
 from __future__ import annotations
@@ -37,71 +39,13 @@ def serve_command(
     ray_address: str = typer.Option(None, "--ray-address", help="Join this Ray cluster (default: start a local one)."),
 ) -> None:
     """Serve a trained policy: POST /v1/act, GET /v1/models, GET /v1/health, /docs. Ctrl-C stops it."""
-    import json
-    import os
-    import signal
-    import threading
-    from pathlib import Path
+    from serve.launcher import Launch, serve
 
-    from app.errors import ConfigError
-    from serve.auth import ApiKeyVerifier
-
-    verifier = ApiKeyVerifier.from_env(api_key_env)  # fail before starting anything
-    if direct_port is not None:
-        if ray_address is not None:
-            raise ConfigError("--direct-port: Ray reads the direct-ingress settings when it starts; start the "
-                              "cluster with serve.direct_ingress.direct_ingress_env(...) in its environment")
-        from serve.direct_ingress import direct_ingress_env
-
-        os.environ.update(direct_ingress_env(direct_port, replicas))  # before Ray (and ray.serve) load
-    from app.policy.loader import resolve
-    from app.tracking.registry import absolute_tracking_uri
-    from serve.deployment import DeploymentOptions, build, describe, http_options
-
-    ref = run if run.startswith("models:/") or not Path(run).expanduser().exists() else str(Path(run).resolve())
-    options = DeploymentOptions(
-        ref=ref, checkpoint=checkpoint, runs_dir=str(Path("runs").resolve()), env_id=env_id,
-        env_config=json.loads(env_config) if env_config else {}, tracking_uri=absolute_tracking_uri(mlflow_uri),
-        replicas=replicas, num_cpus=num_cpus, max_batch_size=max_batch_size,
-        batch_wait_timeout_s=batch_wait_ms / 1e3, max_ongoing_requests=max_ongoing_requests,
-        max_queued_requests=max_queued_requests, request_timeout_s=request_timeout_s,
-        max_body_bytes=int(max_body_mb * 2**20), session_ttl_s=session_ttl_s, public_docs=public_docs,
-        access_log=access_log)
-    if not ref.startswith("models:/"):
-        source = resolve(ref, checkpoint=checkpoint, runs_dir=options.runs_dir, env_id=env_id,
-                         env_config=options.env_config or None)
-        typer.echo(f"policy {source.model_version} ({source.env_id}) from {source.policy_dir}")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        typer.secho(f"warning: binding to {host}: reachable from the network; the API key is the only "
-                    "protection (put TLS in front)", fg=typer.colors.YELLOW, err=True)
-
-    import ray
-    from ray import serve
-
-    started = not ray.is_initialized() and ray_address is None
-    if not ray.is_initialized():
-        ray.init(address=ray_address, include_dashboard=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": str(options.torch_threads)}})
-    try:
-        serve.start(http_options=http_options(host, port, options),
-                    logging_config={"enable_access_log": access_log, "log_level": "WARNING"})
-        serve.run(build(options, verifier), name="raytrade", route_prefix="/", blocking=False)
-        direct = ""
-        if direct_port is not None:
-            from serve.direct_ingress import replica_ports
-
-            ports = replica_ports("127.0.0.1" if host in ("0.0.0.0", "::") else host, direct_port, replicas)
-            direct = "".join(f" and http://{host}:{p} (replica {i}, direct)" for i, p in enumerate(ports))
-        typer.echo(f"serving at http://{host}:{port}{direct}  (POST /v1/act, GET /v1/models, /v1/health, /docs)\n"
-                   f"options: {json.dumps(describe(options) | {'ref': ref}, default=str)}\nCtrl-C stops it.")
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            while not stop.wait(1.0):
-                pass
-        except KeyboardInterrupt:
-            pass
-    finally:
-        serve.shutdown()
-        if started:
-            ray.shutdown()
+    knobs = {"checkpoint": checkpoint, "env_id": env_id, "replicas": replicas, "num_cpus": num_cpus,
+             "max_batch_size": max_batch_size, "batch_wait_timeout_s": batch_wait_ms / 1e3,
+             "max_ongoing_requests": max_ongoing_requests, "max_queued_requests": max_queued_requests,
+             "request_timeout_s": request_timeout_s, "max_body_bytes": int(max_body_mb * 2**20),
+             "session_ttl_s": session_ttl_s, "public_docs": public_docs, "access_log": access_log}
+    launch = Launch(ref=run, host=host, port=port, api_key_env=api_key_env, direct_port=direct_port,
+                    ray_address=ray_address, env_config_json=env_config, mlflow_uri=mlflow_uri, knobs=knobs)
+    serve(launch, echo=typer.echo, warn=lambda text: typer.secho(text, fg=typer.colors.YELLOW, err=True))

@@ -3,19 +3,47 @@
 Validated once at the boundary (``extra="forbid"`` everywhere, so a misspelt key is an error
 naming it); everything inward receives these typed, frozen objects. Hyperparameters that can
 follow a schedule accept a number or a piecewise-linear list ``[[env_steps, value], ...]``.
+``env.config`` is checked against the env's own config dataclass and ``model.config`` against
+the model's keys (:mod:`app.models.config`), so a typo fails here, before Ray starts.
+
+Paths: :func:`app.config.loader.load_experiment` resolves relative *input* paths of a file
+(``data.store``, ``data.by_symbol.metadata``, ``tracking.bounds_file``) against the file's own
+directory; *output* locations (``tracking.runs_dir``, ``tracking.mlflow_uri``) stay relative to
+the working directory, like every command's outputs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
-Schedule = float | list[tuple[NonNegInt, float]]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+#: a learning rate: > 0, constant or piecewise linear in env steps
+PositiveSchedule = PositiveFloat | list[tuple[NonNegInt, PositiveFloat]]
+#: a coefficient such as the entropy bonus: >= 0, constant or piecewise linear in env steps
+NonNegSchedule = NonNegFloat | list[tuple[NonNegInt, NonNegFloat]]
+
+#: the environment variable naming the Parquet store (``raytrade data`` and ``--store`` use it)
+STORE_ENV = "RAYTRADE_STORE"
+#: the alert bounds every experiment uses unless ``tracking.bounds_file`` says otherwise
+DEFAULT_BOUNDS_FILE = Path(__file__).resolve().parents[2] / "tune_configs" / "bounds.yaml"
+#: the default as older run directories saved it (relative to the repository root)
+LEGACY_BOUNDS_FILE = Path("tune_configs/bounds.yaml")
+
+
+def default_store() -> Path:
+    """The store when an experiment names none: ``$RAYTRADE_STORE`` or ``store`` (the
+    directory ``raytrade data import`` writes by default)."""
+    return Path(os.environ.get(STORE_ENV) or "store")
 
 
 class Frozen(BaseModel):
@@ -55,7 +83,7 @@ class TimeSplit(Frozen):
 
 
 class DataConfig(Frozen):
-    store: Path = Path("store")
+    store: Path = Field(default_factory=default_store)
     dataset: DatasetRef
     index: IndexRef | None = None
     symbols: list[str] | None = None
@@ -63,22 +91,79 @@ class DataConfig(Frozen):
     by_time: TimeSplit | None = None
 
 
+class DataSelection(Frozen):
+    """Other data for a trained run to trade (``raytrade backtest RUN --store/--symbols/--start/
+    --end`` or ``--data-spec FILE``): each field given replaces the run's own; the rest (the
+    split part's symbols and window, the dataset, the index) stay the run's. Dates are UTC,
+    ``start`` inclusive and ``end`` exclusive (as the split boundaries)."""
+
+    store: Path | None = None
+    dataset: DatasetRef | None = None
+    index: IndexRef | None = None
+    symbols: list[str] | None = Field(default=None, min_length=1)
+    start: date | None = None
+    end: date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DataSelection:
+        if self.start is not None and self.end is not None and not self.start < self.end:
+            raise ValueError(f"start {self.start} must be before end {self.end}")
+        return self
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, name) is None for name in type(self).model_fields)
+
+    @property
+    def tag(self) -> str:
+        """``data-<8 hex digits>`` naming this selection (backtest directories on other data)."""
+        text = json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True)
+        return "data-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 class EnvConfig(Frozen):
+    #: a registered raytrade env id (``envs.ENV_IDS``)
     id: str
-    #: passed to the env's own frozen config dataclass, which validates it
+    #: fields of the env's own frozen config dataclass (unknown keys and bad values are refused)
     config: dict[str, Any] = {}
+
+    @field_validator("id")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from app.config.checks import check_env_id
+
+        check_env_id(value)
+        return value
+
+    @field_validator("config")
+    @classmethod
+    def _env_fields(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from app.config.checks import check_env_config
+
+        if "id" in info.data:  # else the id itself is already an error
+            check_env_config(info.data["id"], value)
+        return value
 
 
 class ModelConfig(Frozen):
     name: Literal["mlp", "gru", "attention"] = "mlp"
-    #: passed to the RLModule's ``model_config`` (validated by the module)
+    #: the RLModule's ``model_config`` (keys and values checked by app/models/config.py)
     config: dict[str, Any] = {}
+
+    @field_validator("config")
+    @classmethod
+    def _model_keys(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from app.config.checks import check_model_config
+
+        if value and "name" in info.data:
+            check_model_config(info.data["name"], value)
+        return value
 
 
 class AlgorithmConfig(Frozen):
     name: Literal["PPO", "APPO"] = "PPO"
-    lr: Schedule = 3e-4
-    entropy_coeff: Schedule = 0.01
+    lr: PositiveSchedule = 3e-4
+    entropy_coeff: NonNegSchedule = 0.01
     gamma: float = Field(0.99, gt=0, le=1)
     lambda_: float = Field(0.95, ge=0, le=1)
     clip_param: float = Field(0.2, gt=0)
@@ -94,7 +179,7 @@ class AlgorithmConfig(Frozen):
 
     @field_validator("lr", "entropy_coeff")
     @classmethod
-    def _schedule(cls, value: Schedule) -> Schedule:
+    def _schedule(cls, value: float | list[tuple[int, float]]) -> float | list[tuple[int, float]]:
         if isinstance(value, list):
             steps = [s for s, _ in value]
             if not value or steps[0] != 0 or steps != sorted(steps):
@@ -136,13 +221,13 @@ class StoppingConfig(Frozen):
 class EvaluationConfig(Frozen):
     interval_iterations: PositiveInt = 5
     episodes: PositiveInt = 8
-    split: Literal["validation"] = "validation"
     stochastic_too: bool = True
     metric: str = "sharpe"
 
 
 class CheckpointConfig(Frozen):
     every_iterations: PositiveInt = 10
+    #: periodic checkpoints kept: a run's latest + checkpoints/history/; a Tune trial's (PBT keeps all)
     keep: PositiveInt = 3
 
 
@@ -163,10 +248,20 @@ class TrackingConfig(Frozen):
     mlflow_uri: str = "sqlite:///mlruns.db"
     experiment: str = "raytrade"
     runs_dir: Path = Field(default_factory=default_runs_dir)
-    #: metric bounds checked every iteration (app/training/alerts.py); None disables alerts
-    bounds_file: Path | None = Path("tune_configs/bounds.yaml")
+    #: metric bounds checked every iteration (app/training/alerts.py); None disables alerts.
+    #: Default: the bounds shipped with raytrade (tune_configs/bounds.yaml in the repository).
+    bounds_file: Path | None = DEFAULT_BOUNDS_FILE
     #: name of the MLflow registered model the final policy is added to (default: the experiment's name)
     registered_model: str | None = None
+
+    @field_validator("bounds_file")
+    @classmethod
+    def _legacy_default(cls, value: Path | None) -> Path | None:
+        """Runs saved before the default was absolute name it relative to the repository root;
+        read from another directory, that still means the shipped file."""
+        if value == LEGACY_BOUNDS_FILE and not value.exists():
+            return DEFAULT_BOUNDS_FILE
+        return value
 
 
 class SearchDomain(Frozen):
@@ -266,3 +361,18 @@ class Experiment(Frozen):
     tracking: TrackingConfig = TrackingConfig()
     tune: TuneConfig | None = None
     curriculum: CurriculumConfig | None = None
+
+    @model_validator(mode="after")
+    def _stage_env_fields(self) -> Experiment:
+        """Every curriculum stage's env changes, applied over ``env.config``, are a valid config
+        (``data``, the stage's data spec, e.g. ``null`` for the env's synthetic market, is the
+        env factory's, not the env's)."""
+        from app.config.checks import check_env_config
+
+        for i, stage in enumerate(self.curriculum.stages if self.curriculum else ()):
+            changes = {k: v for k, v in stage.env.items() if k != "data"}
+            try:
+                check_env_config(self.env.id, {**self.env.config, **changes})
+            except ValueError as exc:
+                raise ValueError(f"curriculum.stages.{i}.env ({stage.name}): {exc}") from None
+        return self
