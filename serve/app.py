@@ -21,9 +21,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from app.errors import ConfigError
+from app.runs import default_runs_dir
 from app.tracking.registry import absolute_tracking_uri
 from serve.auth import DEFAULT_ENV, ApiKeyVerifier
 from serve.deployment import DeploymentOptions, build
@@ -43,7 +44,7 @@ class BuildArgs(BaseModel):
     checkpoint: str
     which: str = "final"
     tracking_uri: str | None = None
-    runs_dir: str = "runs"
+    runs_dir: str = Field(default_factory=lambda: str(default_runs_dir()))
     api_key_env: str = DEFAULT_ENV
     env_config: dict[str, Any] = {}
 

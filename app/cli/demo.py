@@ -12,10 +12,14 @@ STORE_OPTION = typer.Option(Path("store"), "--store", envvar="RAYTRADE_STORE",
 
 
 def demo_command(store: Path = STORE_OPTION,
-         sample: Path = typer.Option(Path("data/sample"), help="Directory with the embedded sample."),
+         sample: Path = typer.Option(None, help="Directory with the embedded sample (default: the "
+                                                    "checkout's data/sample)."),
          train: bool = typer.Option(True, help="Train and backtest (--no-train: data part only)."),
          env_steps: int = typer.Option(None, help="Training budget (default: the demo experiment's).")) -> None:
     """The pipeline on the embedded sample: import, split, train PPO+GRU, backtest, report."""
     from app.cli.demo_pipeline import run_demo
+    from app.config.schema import PROJECT_ROOT
+
+    sample = sample if sample is not None else PROJECT_ROOT / "data" / "sample"
 
     run_demo(store_dir=store, sample_dir=sample, train=train, env_steps=env_steps)

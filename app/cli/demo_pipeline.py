@@ -16,6 +16,7 @@ import pandas as pd
 from rich.table import Table
 
 from app.cli.render import console, print_catalog, print_ingest
+from app.config.schema import PROJECT_ROOT
 from app.data.market import load_market
 from app.data.resample import resample_daily
 from app.data.sample import import_directory
@@ -29,7 +30,7 @@ PERPS = DatasetKey("binanceusdm", "swap", "1h")
 SEED = 7
 
 
-DEMO_EXPERIMENT = Path("tune_configs/demo_stocks_gru.yaml")
+DEMO_EXPERIMENT = PROJECT_ROOT / "tune_configs" / "demo_stocks_gru.yaml"
 
 
 def run_demo(store_dir: Path, sample_dir: Path, *, train: bool = True, env_steps: int | None = None) -> None:

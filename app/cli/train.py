@@ -25,13 +25,15 @@ def train_command(
     resume: str = typer.Option(None, "--resume", help="Continue a run (its directory or name under runs/)."),
     init_from: Path = typer.Option(None, "--init-from", help="Start from another run's policy weights "
                                    "(a run directory or an RLModule checkpoint)."),
+    store: Path = typer.Option(None, "--store", help="Train on this Parquet store instead of the "
+                               "experiment's data.store (which defaults to $RAYTRADE_STORE or ./store)."),
     register: bool = typer.Option(False, "--register", help="Register the final policy in MLflow even if the "
                                   "run is stopped by a signal (a run that completes is always registered)."),
 ) -> None:
     """Train an agent with RLlib (PPO/APPO, MLP/GRU/attention) and track it in MLflow."""
     from rich.console import Console
 
-    from app.config.loader import load_experiment
+    from app.config.loader import check_inputs, load_experiment, require_store, with_store
     from app.errors import ConfigError
     from app.runs import resume_experiment
     from app.runs.run_dir import RunDir
@@ -47,6 +49,10 @@ def train_command(
         exp, resume_run = load_experiment(config, set_), None
     else:
         raise ConfigError("give an experiment file, or --resume RUN")
+    exp = with_store(exp, store)
+    check_inputs(exp, where=str(config or resume))  # before Ray starts: bounds file, metadata, store
+    if exp.data is not None:
+        require_store(exp.data.store)
     init_path = _policy_path(init_from) if init_from else None
     lines = IterationText(exp.evaluation.metric)
     if console.is_terminal:

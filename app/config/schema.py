@@ -35,7 +35,10 @@ NonNegSchedule = NonNegFloat | list[tuple[NonNegInt, NonNegFloat]]
 #: the environment variable naming the Parquet store (``raytrade data`` and ``--store`` use it)
 STORE_ENV = "RAYTRADE_STORE"
 #: the alert bounds every experiment uses unless ``tracking.bounds_file`` says otherwise
-DEFAULT_BOUNDS_FILE = Path(__file__).resolve().parents[2] / "tune_configs" / "bounds.yaml"
+#: the project checkout (raytrade installs editable: `make install`); shipped configs and the
+#: embedded sample are found from here, so commands work from any directory
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_BOUNDS_FILE = PROJECT_ROOT / "tune_configs" / "bounds.yaml"
 #: the default as older run directories saved it (relative to the repository root)
 LEGACY_BOUNDS_FILE = Path("tune_configs/bounds.yaml")
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from app.atomic import atomic_write_text
 from app.config.schema import DataSelection
+from app.data.asof import asof_positions
 from app.data.split_types import Split
 from app.evaluation.backtest import BacktestResult, backtest
 from app.evaluation.summary import AGGREGATE_SCOPES, position_weights, summary_table
@@ -138,13 +139,18 @@ def _summary(records: pd.DataFrame, market: Any, index: Any, exp: Any, ppy: floa
 
 
 def _index_on(index: Any, ts_ns: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """Index closes as of each timestamp (last index bar at or before it); flat-lined before the
-    index starts, and the symbol's own price when there is no index at all."""
+    """Index closes as of each timestamp (the last index bar at or before it, through the one
+    as-of join), and the symbol's own price when there is no index at all.
+
+    Before the index's first bar the line is flat: every bar there holds the first known close,
+    so the index's *returns* are 0 until it exists and its first real return is 0 as well (only
+    returns enter the metrics; the placeholder level never does)."""
     if index is None:
         return fallback
-    idx_ts, idx_ohlcv = index.ts_ns, index.ohlcv
-    pos = np.searchsorted(idx_ts, ts_ns, side="right") - 1
-    return idx_ohlcv[np.clip(pos, 0, None), CLOSE]
+    pos = asof_positions(index.ts_ns, ts_ns)
+    closes = index.ohlcv[:, CLOSE]
+    first_known = closes[pos[pos >= 0][0]] if (pos >= 0).any() else np.nan
+    return np.where(pos >= 0, closes[np.maximum(pos, 0)], first_known)
 
 
 def _render(report: BacktestReport, run: RunDir, exp: Any, part: str, market: Any, index: Any, greedy: bool,
