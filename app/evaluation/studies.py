@@ -23,17 +23,24 @@ that loads the run's policy and splits, calls the core, and writes
 numbers) and, where a picture helps, ``plot.png``.
 
 This module holds what the studies share: loading a run (:func:`load_context`), the per-symbol
-metrics of a backtest (:func:`symbol_metrics`), cross-symbol means with bootstrap intervals
-(:func:`group_table`, :func:`diff_rows`) and writing results (:func:`write_result`).
+metrics of a backtest and their per-bar series (:func:`symbol_frames`), cross-symbol means with
+bootstrap intervals (:func:`group_table`, :func:`diff_rows`) and writing results
+(:func:`write_result`).
 
 Conventions. A backtest here is always the batched engine of :mod:`app.evaluation.backtest`
 (each symbol from its first bar with a full window to the end of the range). Per symbol (and
 sample) the metrics are those of :func:`app.evaluation.trade_stats.backtest_metrics`;
 ``bh_*`` are buy-and-hold of the same symbol over the same bars (no costs) and
 ``excess_return = total_return - bh_total_return``. Stochastic samples are *pooled*: each
-symbol's metric is first averaged over its samples, then the cross-symbol mean gets a percentile
-bootstrap interval resampling symbols (symbols are the independent units; the spread across
-samples is reported separately as ``sample_std``).
+symbol's metric is first averaged over its samples, then averaged over symbols (the spread
+across samples is reported separately as ``sample_std``).
+
+Intervals (column ``ci_method``). Symbols traded over the same bars are correlated, so their
+cross-symbol means and the differences between groups get a percentile **time-block**
+bootstrap: calendar bars resampled in stationary blocks, the same bars for every symbol, sample
+and group, each metric recomputed on the resampled bars (:mod:`app.evaluation.studies_intervals`).
+Round-trip counts (``trades``) get none. Only a caller without per-bar series (``bars=None``)
+gets the old bootstrap over symbols as independent units, and ``ci_method`` says so.
 """
 
 from __future__ import annotations
@@ -51,6 +58,13 @@ import pandas as pd
 from app.atomic import atomic_write
 from app.errors import RaytradeError
 from app.evaluation import stats
+from app.evaluation.studies_intervals import (
+    BAR_COLUMNS,
+    SYMBOL_METHOD,
+    TimeBootstrap,
+    diff_replicates,
+    mean_replicates,
+)
 from app.evaluation.summary import position_weights
 from app.evaluation.trade_stats import backtest_metrics, buy_and_hold_metrics
 from app.runs.env_factory import create_env
@@ -60,7 +74,7 @@ STUDIES = ("unseen_symbols", "future_distance", "history_length", "greedy_vs_sto
 #: per-symbol metrics every study reports (agent unless prefixed ``bh_``)
 METRICS = ("total_return", "annualized_return", "sharpe", "max_drawdown", "trades", "exposure",
            "bh_total_return", "bh_sharpe", "excess_return")
-GROUP_COLUMNS = ["group", "metric", "value", "ci_low", "ci_high", "n", "sample_std"]
+GROUP_COLUMNS = ["group", "metric", "value", "ci_low", "ci_high", "n", "sample_std", "ci_method"]
 
 
 class StudyError(RaytradeError, ValueError):
@@ -221,22 +235,48 @@ def series_metrics(s: SymbolSeries, periods_per_year: float) -> dict[str, float]
 
 def symbol_metrics(records: pd.DataFrame, view: MarketView, periods_per_year: float) -> pd.DataFrame:
     """One row per ``(symbol, sample)``: ``bars`` and :data:`METRICS`."""
-    rows = [{"symbol": s.symbol, "sample": s.sample, "bars": len(s.actions), **series_metrics(s, periods_per_year)}
-            for s in iter_series(records, view)]
-    return pd.DataFrame(rows)
+    return symbol_frames(records, view, periods_per_year)[0]
+
+
+def symbol_frames(records: pd.DataFrame, view: MarketView,
+                  periods_per_year: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(per_symbol, bars)``: :func:`symbol_metrics`, and the per-bar series behind it, one row
+    per ``(symbol, sample, filled bar)``: ``ts_ns``, ``step``, ``agent_return``, ``bh_return``
+    and ``position`` (weights), for the time-block intervals of :func:`group_table`."""
+    rows, frames = [], []
+    for s in iter_series(records, view):
+        rows.append({"symbol": s.symbol, "sample": s.sample, "bars": len(s.actions),
+                     **series_metrics(s, periods_per_year)})
+        frames.append(series_frame(s))
+    bars = pd.concat(frames, ignore_index=True) if frames else series_frame(None)
+    return pd.DataFrame(rows), bars
+
+
+def series_frame(s: SymbolSeries | None) -> pd.DataFrame:
+    """One series' bars as rows: ``symbol, sample, ts_ns, step, agent_return, bh_return,
+    position`` (``None``: the empty frame with those columns)."""
+    if s is None:
+        return pd.DataFrame(columns=["symbol", "sample", "ts_ns", "step", *BAR_COLUMNS])
+    return pd.DataFrame({"symbol": s.symbol, "sample": s.sample, "ts_ns": s.ts_ns,
+                         "step": s.steps, "agent_return": s.agent_returns,
+                         "bh_return": s.bh_returns, "position": s.position})
 
 
 # --- cross-symbol means with intervals -----------------------------------------------------------
 
 def per_symbol_means(per_symbol: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
     """Average each metric over a symbol's samples (index: symbol; non-finite values ignored)."""
-    finite = per_symbol[["symbol", *metrics]].replace([np.inf, -np.inf], np.nan)
-    return finite.groupby("symbol", sort=False)[list(metrics)].mean()
+    values = per_symbol[list(metrics)].to_numpy(np.float64)
+    finite = pd.DataFrame(np.where(np.isfinite(values), values, np.nan), columns=list(metrics))
+    return finite.groupby(per_symbol["symbol"].to_numpy(object), sort=False).mean().rename_axis("symbol")
 
 
 def mean_ci(values: np.ndarray, rng: stats.RngLike, n_boot: int = 1000,
             level: float = 0.95) -> stats.ConfidenceInterval:
-    """Mean of the finite ``values`` with a percentile bootstrap interval (plain bootstrap)."""
+    """Mean of the finite ``values`` with a percentile bootstrap interval (plain bootstrap).
+
+    For independent units only: one number per symbol with no time axis (see
+    :func:`group_table`); correlated symbols make this interval too narrow."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if v.size == 0:
@@ -266,30 +306,65 @@ def diff_ci(a: np.ndarray, b: np.ndarray, rng: stats.RngLike, *, paired: bool, n
     return stats.percentile_ci(float(a.mean() - b.mean()), a[ia].mean(axis=1) - b[ib].mean(axis=1), level)
 
 
-def group_table(per_symbol: pd.DataFrame, by: str, rng: stats.RngLike, *, metrics: Sequence[str] = METRICS,
+def _time_bootstrap(bars: pd.DataFrame | TimeBootstrap | None, by: str,
+                    periods_per_year: float | None, rng: np.random.Generator, n_boot: int,
+                    metrics: Sequence[str]) -> TimeBootstrap | None:
+    if bars is None or isinstance(bars, TimeBootstrap):
+        return bars
+    if periods_per_year is None:
+        raise ValueError("time-block intervals need periods_per_year (for annualized metrics)")
+    return TimeBootstrap.of(bars, by, periods_per_year, rng, n_boot=n_boot, metrics=metrics)
+
+
+def _no_ci(point: float, level: float) -> stats.ConfidenceInterval:
+    return stats.ConfidenceInterval(point, math.nan, math.nan, level, 0)
+
+
+def group_table(per_symbol: pd.DataFrame, by: str, rng: stats.RngLike, *,
+                bars: pd.DataFrame | TimeBootstrap | None = None,
+                periods_per_year: float | None = None, metrics: Sequence[str] = METRICS,
                 n_boot: int = 1000, level: float = 0.95) -> pd.DataFrame:
     """Long table (:data:`GROUP_COLUMNS`): per value of column ``by`` and metric, the mean over
     symbols (samples pooled, see the module docstring), its bootstrap interval, the number of
-    symbols and the std over samples of the cross-symbol mean (``nan`` with one sample)."""
+    symbols and the std over samples of the cross-symbol mean (``nan`` with one sample).
+
+    ``bars`` (the per-bar series of every row of ``per_symbol``, with the ``by`` column, from
+    :func:`symbol_frames`) gives joint time-block intervals; without it, the bootstrap over
+    symbols as independent units (``ci_method`` says which). A :class:`TimeBootstrap` built
+    once from the bars may be passed instead, to share its resamples with :func:`diff_rows`."""
     gen = np.random.default_rng(rng)
+    boot = _time_bootstrap(bars, by, periods_per_year, gen, n_boot, metrics)
     rows = []
     for group, part in per_symbol.groupby(by, sort=False):
         means = per_symbol_means(part, metrics)
         by_sample = part.replace([np.inf, -np.inf], np.nan).groupby("sample")[list(metrics)].mean()
         for metric in metrics:
-            ci = mean_ci(means[metric].to_numpy(), gen, n_boot, level)
+            values = means[metric].to_numpy()
+            if boot is None:
+                ci, method = mean_ci(values, gen, n_boot, level), SYMBOL_METHOD
+            else:
+                finite = values[np.isfinite(values)]
+                point = float(finite.mean()) if finite.size else math.nan
+                ci, method = _no_ci(point, level), boot.reason(metric)
+                if boot.resampled(metric):
+                    reps = boot.symbol_replicates(group, list(means.index), metric)
+                    ci = stats.percentile_ci(point, mean_replicates(reps), level)
             spread = float(by_sample[metric].std(ddof=1)) if len(by_sample) > 1 else math.nan
-            rows.append((str(group), metric, ci.point, ci.low, ci.high, int(np.isfinite(means[metric]).sum()), spread))
+            n = int(np.isfinite(values).sum())
+            rows.append((str(group), metric, ci.point, ci.low, ci.high, n, spread, method))
     return pd.DataFrame(rows, columns=GROUP_COLUMNS)
 
 
 def diff_rows(per_symbol: pd.DataFrame, by: str, pairs: Sequence[tuple[Any, Any]], rng: stats.RngLike, *,
-              paired: bool, metrics: Sequence[str] = METRICS, n_boot: int = 1000,
-              level: float = 0.95) -> pd.DataFrame:
+              paired: bool, bars: pd.DataFrame | TimeBootstrap | None = None,
+              periods_per_year: float | None = None,
+              metrics: Sequence[str] = METRICS, n_boot: int = 1000, level: float = 0.95) -> pd.DataFrame:
     """Rows ``group = "<a> - <b>"`` (:data:`GROUP_COLUMNS`) for each ``(a, b)`` of ``pairs``:
-    difference of the cross-symbol means with a bootstrap interval (paired on shared symbols
-    when ``paired``)."""
+    difference of the cross-symbol means with a bootstrap interval (on the shared symbols when
+    ``paired``). With ``bars`` (see :func:`group_table`) both groups are resampled on the same
+    calendar bars, so what they share over time (the market) is kept in the difference."""
     gen = np.random.default_rng(rng)
+    boot = _time_bootstrap(bars, by, periods_per_year, gen, n_boot, metrics)
     rows = []
     for a, b in pairs:
         ma = per_symbol_means(per_symbol[per_symbol[by] == a], metrics)
@@ -298,10 +373,37 @@ def diff_rows(per_symbol: pd.DataFrame, by: str, pairs: Sequence[tuple[Any, Any]
             common = ma.index.intersection(mb.index)
             ma, mb = ma.loc[common], mb.loc[common]
         for metric in metrics:
-            ci = diff_ci(ma[metric].to_numpy(), mb[metric].to_numpy(), gen, paired=paired, n_boot=n_boot,
-                         level=level)
-            rows.append((f"{a} - {b}", metric, ci.point, ci.low, ci.high, min(len(ma), len(mb)), math.nan))
+            va, vb = ma[metric].to_numpy(), mb[metric].to_numpy()
+            if boot is None:
+                ci = diff_ci(va, vb, gen, paired=paired, n_boot=n_boot, level=level)
+                method = f"{'paired ' if paired else ''}{SYMBOL_METHOD}"
+            else:
+                point = _diff_point(va, vb, paired)
+                ci, method = _no_ci(point, level), boot.reason(metric)
+                if boot.resampled(metric):
+                    reps = diff_replicates(boot.symbol_replicates(a, list(ma.index), metric),
+                                           boot.symbol_replicates(b, list(mb.index), metric), paired=paired)
+                    ci = stats.percentile_ci(point, reps, level)
+            n = min(len(ma), len(mb))
+            rows.append((f"{a} - {b}", metric, ci.point, ci.low, ci.high, n, math.nan, method))
     return pd.DataFrame(rows, columns=GROUP_COLUMNS)
+
+
+def _diff_point(a: np.ndarray, b: np.ndarray, paired: bool) -> float:
+    """``mean(a) - mean(b)`` over the finite values (over symbols finite in both when paired)."""
+    if paired:
+        keep = np.isfinite(a) & np.isfinite(b)
+        return float(np.mean(a[keep] - b[keep])) if keep.any() else math.nan
+    fa, fb = a[np.isfinite(a)], b[np.isfinite(b)]
+    return float(fa.mean() - fb.mean()) if fa.size and fb.size else math.nan
+
+
+def ci_methods(table: pd.DataFrame) -> dict[str, list[str]]:
+    """``ci_method -> metrics`` of a table, for a study's ``notes.json``."""
+    out: dict[str, list[str]] = {}
+    for method, part in table.groupby("ci_method", sort=False):
+        out[str(method)] = sorted({str(k) for k in part["metric"]})
+    return out
 
 
 # --- results --------------------------------------------------------------------------------------

@@ -1,6 +1,12 @@
 """Studies of the policy itself: ``history_length`` (how much of its observation window does it
 use?) and ``greedy_vs_stochastic`` (argmax vs sampling).
 
+Every interval here (levels and differences) is a joint time-block bootstrap over the traded
+bars, the same resampled bars for every symbol, sample and variant (window k, greedy or
+stochastic), with each metric recomputed on them (:mod:`app.evaluation.studies_intervals`);
+``action_agreement``, ``prob_tv_distance`` and ``mean_max_prob`` are per-bar means and are
+resampled the same way; ``trades`` gets none. ``ci_method`` names the method per row.
+
 ``history_length`` -- a MASKING study, not retraining
     The same trained policy trades the chosen part (test by default) once with its full window
     and once per ``k`` in ``--windows`` with every observation window cut to its newest ``k``
@@ -30,7 +36,7 @@ use?) and ``greedy_vs_stochastic`` (argmax vs sampling).
     observation as if the series had started ``k`` bars ago. Position fields are never masked.
 
     Reported per ``k``: the usual metrics (mean over symbols, bootstrap CI), the difference to the
-    full window (paired bootstrap over symbols), ``action_agreement`` (fraction of bars where the
+    full window (paired on the symbols), ``action_agreement`` (fraction of bars where the
     masked policy picks the full-window policy's action, aligned by symbol and step) and
     ``prob_tv_distance`` (mean total-variation distance of the action probabilities). If
     performance and agreement stay flat down to ``k``, the policy uses about ``k`` bars.
@@ -43,9 +49,9 @@ use?) and ``greedy_vs_stochastic`` (argmax vs sampling).
 
 ``greedy_vs_stochastic``
     The same part traded by the greedy (argmax) policy and by ``--samples`` stochastic samples of
-    it (seeded). Samples are pooled (each symbol's metric averaged over its samples, then the CI
-    across symbols; ``sample_std`` = spread of the cross-symbol mean over samples);
-    ``stochastic - greedy`` has a paired bootstrap CI over symbols. ``mean_max_prob`` (mean
+    it (seeded). Samples are pooled (each symbol's metric averaged over its samples, then over
+    symbols; ``sample_std`` = spread of the cross-symbol mean over samples);
+    ``stochastic - greedy`` is paired on the symbols. ``mean_max_prob`` (mean
     probability of the most likely action along each run's own path) says how deterministic the
     policy is where it trades.
 """
@@ -65,13 +71,15 @@ from app.evaluation.studies import (
     METRICS,
     StudyError,
     StudyResult,
+    TimeBootstrap,
+    ci_methods,
     diff_rows,
     group_table,
     load_context,
     market_view,
     new_figure,
     records_frame,
-    symbol_metrics,
+    symbol_frames,
     write_result,
 )
 from envs.core.market import MarketArrays
@@ -188,8 +196,9 @@ def history_mask_for(spec: Any, keep: int, *, scope: str = "time", fill: str = "
 
 
 def _agreement(records: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """Per symbol: share of (symbol, step) where the action equals the reference's, and the mean
-    total-variation distance of the action probabilities (nan without discrete probabilities)."""
+    """Per ``(symbol, sample, step)``: whether the action equals the reference's (1.0 / 0.0), and
+    the total-variation distance of the action probabilities (nan without discrete
+    probabilities). A symbol's metric is the mean over its bars."""
     keys = ["symbol", "sample", "step"]
     probs = [c for c in records.columns if c.startswith("prob_")]
     merged = records[[*keys, "action", *probs]].merge(reference[[*keys, "action", *probs]], on=keys,
@@ -200,7 +209,18 @@ def _agreement(records: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
         merged["prob_tv_distance"] = 0.5 * diff.sum(axis=1)
     else:
         merged["prob_tv_distance"] = np.nan
-    return merged.groupby(["symbol", "sample"], sort=False)[list(AGREEMENT)].mean().reset_index()
+    return merged[[*keys, *AGREEMENT]]
+
+
+def _with_bar_values(frame: pd.DataFrame, bars: pd.DataFrame, per_bar: pd.DataFrame,
+                     names: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Add per-bar ``names`` (keyed by symbol, sample, step) to the bars frame, and their mean
+    per ``(symbol, sample)`` to the per-symbol frame."""
+    keys = ["symbol", "sample", "step"]
+    per_bar = per_bar.astype({"symbol": str})
+    bars = bars.merge(per_bar[[*keys, *names]], on=keys, how="left")
+    means = per_bar.groupby(["symbol", "sample"], sort=False)[list(names)].mean().reset_index()
+    return frame.merge(means, on=["symbol", "sample"]), bars
 
 
 def history_length_table(module: Any, env_id: str, env_config: dict[str, Any], windows: Sequence[int],
@@ -216,7 +236,7 @@ def history_length_table(module: Any, env_id: str, env_config: dict[str, Any], w
         raise StudyError(f"history_length: windows must be >= 1, got {list(windows)}")
     ks = sorted({min(int(k), full) for k in windows} | {full}, reverse=True)
     per_period = bars_per_period(view.market, view.spec.periods)
-    frames, reference = [], None
+    frames, bar_frames, reference = [], [], None
     for k in ks:
         transform = None if k == full else history_mask_for(view.spec, k, scope=scope, fill=fill,
                                                             per_period=per_period)
@@ -224,14 +244,17 @@ def history_length_table(module: Any, env_id: str, env_config: dict[str, Any], w
                           obs_transform=transform)
         records = records_frame(result)
         reference = records if reference is None else reference
-        frame = symbol_metrics(records, view, periods_per_year).merge(_agreement(records, reference),
-                                                                      on=["symbol", "sample"])
+        frame, bars = _with_bar_values(*symbol_frames(records, view, periods_per_year),
+                                       _agreement(records, reference), AGREEMENT)
         frames.append(frame.assign(window_bars=k))
+        bar_frames.append(bars.assign(window_bars=k))
     per_symbol = pd.concat(frames, ignore_index=True)
+    bars = pd.concat(bar_frames, ignore_index=True)
     metrics = (*METRICS, *AGREEMENT)
-    levels = group_table(per_symbol, "window_bars", seed, metrics=metrics, n_boot=n_boot).assign(kind="level")
+    boot = TimeBootstrap.of(bars, "window_bars", periods_per_year, seed, n_boot=n_boot, metrics=metrics)
+    levels = group_table(per_symbol, "window_bars", seed, bars=boot, metrics=metrics).assign(kind="level")
     diffs = diff_rows(per_symbol, "window_bars", [(k, full) for k in ks if k != full], seed + 1, paired=True,
-                      metrics=METRICS, n_boot=n_boot).assign(kind="diff")
+                      bars=boot, metrics=METRICS).assign(kind="diff")
     table = pd.concat([levels, diffs], ignore_index=True)
     table.insert(0, "window_bars", table["group"].str.split(" - ").str[0].astype(int))
     return table, per_symbol
@@ -244,20 +267,25 @@ def policy_mode_table(module: Any, env_id: str, env_config: dict[str, Any], samp
     if samples < 1:
         raise StudyError(f"greedy_vs_stochastic: samples must be >= 1, got {samples}")
     view = market_view(env_id, env_config)
-    frames = []
+    frames, bar_frames = [], []
     for mode, greedy, n in (("greedy", True, 1), ("stochastic", False, samples)):
         records = records_frame(backtest(module, env_id, env_config, greedy=greedy, samples=n, seed=seed,
                                          with_values=False))
-        frame = symbol_metrics(records, view, periods_per_year)
         probs = [c for c in records.columns if c.startswith("prob_")]
         confidence = (records[probs].max(axis=1) if probs else pd.Series(np.nan, index=records.index))
-        conf = records.assign(mean_max_prob=confidence).groupby(["symbol", "sample"], sort=False)["mean_max_prob"]
-        frames.append(frame.merge(conf.mean().reset_index(), on=["symbol", "sample"]).assign(mode=mode))
+        per_bar = records[["symbol", "sample", "step"]].assign(mean_max_prob=confidence.astype(np.float64))
+        frame, bars = _with_bar_values(*symbol_frames(records, view, periods_per_year), per_bar,
+                                       ["mean_max_prob"])
+        frames.append(frame.assign(mode=mode))
+        bar_frames.append(bars.assign(mode=mode))
     per_symbol = pd.concat(frames, ignore_index=True)
+    bars = pd.concat(bar_frames, ignore_index=True)
     metrics = (*METRICS, "mean_max_prob")
-    table = pd.concat([group_table(per_symbol, "mode", seed, metrics=metrics, n_boot=n_boot),
-                       diff_rows(per_symbol, "mode", [("stochastic", "greedy")], seed + 1, paired=True,
-                                 metrics=metrics, n_boot=n_boot)], ignore_index=True)
+    boot = TimeBootstrap.of(bars, "mode", periods_per_year, seed, n_boot=n_boot, metrics=metrics)
+    common = {"bars": boot, "metrics": metrics}
+    table = pd.concat([group_table(per_symbol, "mode", seed, **common),
+                       diff_rows(per_symbol, "mode", [("stochastic", "greedy")], seed + 1, paired=True, **common)],
+                      ignore_index=True)
     return table, per_symbol
 
 
@@ -274,7 +302,8 @@ def run_history_length(run: Any, *, which: str = "final", part: str = "test",
     notes = {"run": ctx.run.name, "checkpoint": which, "part": part, "scope": scope, "fill": fill,
              "model": ctx.exp.model.name, "full_window_bars": int(table["window_bars"].max()),
              "by_window": {f"{r.metric}[k={r.window_bars}]": [r.value, r.ci_low, r.ci_high]
-                           for r in pick.itertuples()}}
+                           for r in pick.itertuples()},
+             "ci_method": ci_methods(table)}
     if ctx.exp.model.name == "gru":
         notes["caveat"] = "recurrent policy: its state remembers earlier (masked) observations"
     result = StudyResult("history_length", table, notes=notes)
@@ -289,7 +318,8 @@ def run_greedy_vs_stochastic(run: Any, *, which: str = "final", part: str = "tes
                                           ctx.periods_per_year, seed=seed, n_boot=n_boot)
     pick = table[table["metric"].isin(["total_return", "excess_return", "sharpe", "trades", "mean_max_prob"])]
     notes = {"run": ctx.run.name, "checkpoint": which, "part": part, "samples": samples,
-             "values": {f"{r.metric}[{r.group}]": [r.value, r.ci_low, r.ci_high] for r in pick.itertuples()}}
+             "values": {f"{r.metric}[{r.group}]": [r.value, r.ci_low, r.ci_high] for r in pick.itertuples()},
+             "ci_method": ci_methods(table)}
     result = StudyResult("greedy_vs_stochastic", table, notes=notes)
     return write_result(result, ctx.out_dir("greedy_vs_stochastic"), _plot_modes(table), {"per_symbol": per_symbol})
 

@@ -5,8 +5,10 @@ Design
     split by default), three groups of symbols from the run's by-symbol split: ``seen`` (the
     train symbols), ``validation`` (never trained on, but used to pick the ``best`` checkpoint)
     and ``unseen`` (the test symbols: never touched). Per group: the cross-symbol mean of every
-    :data:`~app.evaluation.studies.METRICS` entry with a bootstrap interval across symbols; then
-    ``unseen - seen`` and ``validation - seen`` with a two-sample bootstrap interval. An interval
+    :data:`~app.evaluation.studies.METRICS` entry; then ``unseen - seen`` and ``validation - seen``.
+    Intervals resample blocks of the window's bars jointly for every symbol of every group (the
+    groups trade the same period, so their market moves are shared; see
+    :mod:`app.evaluation.studies_intervals`); they are conditional on the symbols drawn. An interval
     of ``excess_return`` (agent minus buy-and-hold of the same symbol) that straddles 0 says the
     policy generalizes to new symbols as well as it trades the old ones in the same period.
     Without a time split the window is the whole data, so ``seen`` is in-sample in time too (the
@@ -51,6 +53,8 @@ from app.evaluation.studies import (
     StudyContext,
     StudyError,
     StudyResult,
+    TimeBootstrap,
+    ci_methods,
     diff_rows,
     group_table,
     iter_series,
@@ -59,7 +63,7 @@ from app.evaluation.studies import (
     new_figure,
     records_frame,
     series_metrics,
-    symbol_metrics,
+    symbol_frames,
     with_symbols,
     write_result,
 )
@@ -75,19 +79,24 @@ def compare_symbol_groups(module: Any, env_id: str, configs: Mapping[str, dict[s
     """Backtest ``module`` greedily on each group's env config (same window, other symbols).
 
     Returns ``(table, per_symbol)``: ``table`` has :data:`~app.evaluation.studies.GROUP_COLUMNS`
-    (one row per group and metric, then ``"<group> - <baseline>"`` differences with two-sample
-    bootstrap intervals); ``per_symbol`` one row per group and symbol."""
-    frames = []
+    (one row per group and metric, then ``"<group> - <baseline>"`` differences); intervals are
+    joint time-block bootstraps over the window's bars, the same bars for every group, so the
+    market the groups share is kept in the difference; ``per_symbol`` one row per group and
+    symbol."""
+    frames, bar_frames = [], []
     for group, config in configs.items():
         result = backtest(module, env_id, config, greedy=True, seed=seed, with_values=False)
-        frame = symbol_metrics(records_frame(result), market_view(env_id, config), periods_per_year)
+        frame, bars = symbol_frames(records_frame(result), market_view(env_id, config), periods_per_year)
         frames.append(frame.assign(group=group))
+        bar_frames.append(bars.assign(group=group))
     per_symbol = pd.concat(frames, ignore_index=True)
-    table = group_table(per_symbol, "group", seed, n_boot=n_boot)
+    bars = pd.concat(bar_frames, ignore_index=True)
+    boot = TimeBootstrap.of(bars, "group", periods_per_year, seed, n_boot=n_boot, metrics=METRICS)
+    table = group_table(per_symbol, "group", seed, bars=boot, n_boot=n_boot)
     others = [(g, baseline) for g in configs if g != baseline and baseline in configs]
     if others:
-        table = pd.concat([table, diff_rows(per_symbol, "group", others, seed + 1, paired=False, n_boot=n_boot)],
-                          ignore_index=True)
+        diffs = diff_rows(per_symbol, "group", others, seed + 1, paired=False, bars=boot, n_boot=n_boot)
+        table = pd.concat([table, diffs], ignore_index=True)
     return table, per_symbol
 
 
@@ -187,7 +196,8 @@ def run_unseen_symbols(run: Any, *, which: str = "final", window: str = "test", 
                                               n_boot=n_boot)
     notes: dict[str, Any] = {"run": ctx.run.name, "checkpoint": which, "window": window,
                              "window_start": _ts(base.get("start_ts_ns")), "window_end": _ts(base.get("end_ts_ns")),
-                             "symbols": {g: int((per_symbol["group"] == g).sum()) for g in configs}}
+                             "symbols": {g: int((per_symbol["group"] == g).sum()) for g in configs},
+                             "ci_method": ci_methods(table)}
     if "by_time" not in ctx.splits:
         notes["caveat"] = "no time split: the window is the whole data, so 'seen' symbols are in-sample in time"
     for g in ("seen", "unseen", "unseen - seen"):
@@ -206,6 +216,8 @@ def run_unseen_symbols(run: Any, *, which: str = "final", window: str = "test", 
         extra["fine_tune"] = fine
         notes["fine_tune"] = {r["variant"]: {k: r[k] for k in ("total_return", "excess_return", "sharpe")}
                               for r in fine.to_dict("records")}
+        notes["fine_tune_ci_method"] = ("excess_per_bar: stationary bootstrap over time of one symbol's "
+                                        "per-bar excess returns")
     result = StudyResult(STUDY, table, notes=notes)
     return write_result(result, ctx.out_dir(STUDY), _plot(table, fine), extra)
 

@@ -72,7 +72,8 @@ class LeakyEngine(StockSwingEngine):
 
 
 class LeakySwingVectorEnv(EngineVectorEnv):
-    def __init__(self, num_envs: int = 1, market=None, index=None, config=None, **overrides) -> None:
+    def __init__(self, num_envs: int = 1, market=None, index=None, config: StockSwingConfig | None = None,
+                 **overrides) -> None:
         market, index, config = resolve_inputs(StockSwingConfig, market, index, config, overrides)
         super().__init__(LeakyEngine(market, config, index=index, num_envs=num_envs, batched=True))
 
@@ -170,6 +171,9 @@ def test_history_length_table(module, config):
     full = levels[(levels["window_bars"] == 10) & (levels["metric"] == "action_agreement")]
     assert full["value"].iloc[0] == 1.0
     assert set(table.loc[table["kind"] == "diff", "group"]) == {"2 - 10", "5 - 10"}
+    _assert_time_block_intervals(table, ("2 - 10", "10", "2"))
+    agree = levels[(levels["window_bars"] == 2) & (levels["metric"] == "action_agreement")].iloc[0]
+    assert agree.ci_low <= agree.value <= agree.ci_high and "over time" in agree.ci_method
     assert (levels.groupby("group")["n"].max() == 3).all()
     assert list(table.columns[1:]) == [*GROUP_COLUMNS, "kind"]
 
@@ -188,6 +192,19 @@ def test_policy_mode_table(module, config):
     assert np.isfinite(stoch["sample_std"].iloc[0])
     diff = table[(table["group"] == "stochastic - greedy") & (table["metric"] == "excess_return")]
     assert diff["ci_low"].iloc[0] <= diff["value"].iloc[0] <= diff["ci_high"].iloc[0]
+    _assert_time_block_intervals(table, ("stochastic - greedy", "greedy", "stochastic"))
+    conf = table[table["metric"] == "mean_max_prob"]
+    assert conf["ci_method"].str.contains("over time").all()
+
+
+def _assert_time_block_intervals(table: pd.DataFrame, groups) -> None:
+    """Every resampled metric of every group has a joint time-block interval; trades none."""
+    for group in groups:
+        rows = table[table["group"] == group].set_index("metric")
+        for metric in ("total_return", "excess_return", "sharpe", "exposure", "bh_total_return"):
+            assert "joint across symbols and groups" in rows.loc[metric, "ci_method"], (group, metric)
+            assert np.isfinite(rows.loc[metric, "ci_low"]) or metric == "sharpe", (group, metric)
+        assert np.isnan(rows.loc["trades", "ci_low"]) and "round trips" in rows.loc["trades", "ci_method"]
 
 
 def test_compare_symbol_groups(module, config):
@@ -197,6 +214,7 @@ def test_compare_symbol_groups(module, config):
                                                                             "unseen": ["SYN2"]}
     assert set(table["group"]) == {"seen", "unseen", "unseen - seen"}
     assert set(table["metric"]) == set(METRICS)
+    _assert_time_block_intervals(table, ("seen", "unseen", "unseen - seen"))
     ex = per_symbol["total_return"] - per_symbol["bh_total_return"]
     np.testing.assert_allclose(per_symbol["excess_return"], ex)
 
@@ -230,6 +248,12 @@ def test_future_distance_buckets(module, config):
     assert got["bars"].iloc[0] == len(first) > 0
     assert got["agent_return"].iloc[0] == pytest.approx(np.prod(1 + first["agent_return"]) - 1, rel=1e-12)
     np.testing.assert_allclose(per_symbol["excess_return"], per_symbol["agent_return"] - per_symbol["bh_return"])
+    full = table[table["n_bars"] >= 3 * 10]  # three symbols, at least MIN_BUCKET_BARS bars each
+    assert len(full) and full["ci_method"].str.contains("joint across symbols").all()
+    assert (full["excess_return_ci_low"] <= full["excess_return"]).all()
+    assert (full["excess_return"] <= full["excess_return_ci_high"]).all()
+    slope = decay_slope(per_symbol, 1, n_boot=50, bars=bars, train_end_ns=start)
+    assert "over the bucket's bars" in slope["ci_method"] and slope["ci_low"] <= slope["ci_high"]
 
 
 def test_decay_slope_recovers_a_known_trend():
@@ -238,6 +262,7 @@ def test_decay_slope_recovers_a_known_trend():
             for s in range(12) for b in range(10)]
     slope = decay_slope(pd.DataFrame(rows), 1, n_boot=300)
     assert slope["ci_low"] < -0.01 < slope["ci_high"] and slope["slope_per_month"] == pytest.approx(-0.01, abs=2e-3)
+    assert "independent" in slope["ci_method"]  # one number per symbol and bucket: said so
 
 
 # --- look-ahead ---------------------------------------------------------------------------------------
@@ -310,7 +335,9 @@ def test_cli_runs_studies_and_lookahead_exit_codes(tmp_path):
     assert out.exit_code == 0, out.output
     done = run.path / "studies" / "greedy_vs_stochastic"
     assert (done / "result.parquet").exists() and (done / "plot.png").exists()
-    assert json.loads((done / "notes.json").read_text())["samples"] == 2
+    notes = json.loads((done / "notes.json").read_text())
+    assert notes["samples"] == 2
+    assert any("joint across symbols" in method for method in notes["ci_method"])
     out = runner.invoke(app, ["evaluate", "lookahead", str(run.path), "--n-symbols", "1", "--n-decisions", "2"])
     assert out.exit_code == 0 and "no look-ahead found" in out.output
     leaky = make_run(tmp_path / "leaky", LEAKY_ID)
