@@ -56,10 +56,17 @@ def make_creator(env_id: str) -> Callable[[Mapping[str, Any]], Any]:
         kwargs = {**spec.kwargs, **dict(env_config or {})}
         num_envs = kwargs.pop("num_envs", None)
         if num_envs is None:
-            return load_env_creator(spec.entry_point)(**kwargs)
-        return load_env_creator(spec.vector_entry_point)(num_envs=int(num_envs), **kwargs)
+            return _entry(env_id, spec.entry_point)(**kwargs)
+        return _entry(env_id, spec.vector_entry_point)(num_envs=int(num_envs), **kwargs)
 
     return create
+
+
+def _entry(env_id: str, entry: Callable[..., Any] | str | None) -> Callable[..., Any]:
+    """A registered entry point as a callable (raytrade registers ``module:Class`` strings)."""
+    if entry is None:
+        raise ValueError(f"env {env_id!r}: registered without this entry point")
+    return load_env_creator(entry) if isinstance(entry, str) else entry
 
 
 def env_spec(env_id: str, config: Any = None, observation_space: Any = None):

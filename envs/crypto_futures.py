@@ -67,15 +67,16 @@ Episodes: as StockSwing (seeded symbol and start, ``episode_bars`` steps, ``opti
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces as gym_spaces
 
 from envs.core import costs, from_bars, spaces
-from envs.core.engine import Engine, EngineConfig
+from envs.core.engine import Engine, EngineConfig, PerEnv
 from envs.core.market import CLOSE, OPEN, MarketArrays
 from envs.core.observation import (
     FUTURES_POSITION_KEYS,
@@ -87,9 +88,9 @@ from envs.core.observation import (
 )
 from envs.core.render import check_render_mode
 from envs.core.spec import (
-    DEFAULT_MAX_BARS_HELD,
     EnvSpec,
     Position,
+    bars_held_bound,
     check_fields,
     config_from,
     space_shapes,
@@ -223,8 +224,20 @@ class CryptoFuturesEngine(Engine):
              "liq_price_usd": np.float64, "funding_paid_usd": np.float64, "last_trade_qty": np.float64,
              "last_funding_usd": np.float64, "last_liq_fee_usd": np.float64, "last_cover_usd": np.float64,
              "liquidated": np.bool_}
+    config: CryptoFuturesConfig
+    # the extra per-env state (see ``Engine``'s state annotations)
+    margin_usd: PerEnv
+    mark_usd: PerEnv
+    level: PerEnv
+    liq_price_usd: PerEnv
+    funding_paid_usd: PerEnv
+    last_trade_qty: PerEnv
+    last_funding_usd: PerEnv
+    last_liq_fee_usd: PerEnv
+    last_cover_usd: PerEnv
+    liquidated: PerEnv
 
-    def __init__(self, market: MarketArrays, config: CryptoFuturesConfig, **kwargs) -> None:
+    def __init__(self, market: MarketArrays, config: CryptoFuturesConfig, **kwargs: Any) -> None:
         if not isinstance(market, MarketArrays):
             raise ValueError(f"market: expected MarketArrays, got {type(market).__name__}")
         market.require_bars("market")
@@ -243,14 +256,17 @@ class CryptoFuturesEngine(Engine):
             self._min_change = float(config.min_level_change)
         self._levels_arr = np.array(self._levels)
         if not self.batched and config.action_mode == "discrete":  # hot path of the single face
-            self.convert_action = spaces.discrete_action(len(self._levels), self._levels)
+            # bound per instance (mypy still checks the signature; it only flags assigning methods)
+            self.convert_action = spaces.discrete_action(  # type: ignore[method-assign]
+                len(self._levels), self._levels)
         cost = config.cost_model
         self._fee_rate, self._slippage_rate = cost.fee_rate, cost.slippage_rate
         self._mmr, self._liq_fee_rate = cost.maintenance_margin_rate, config.liquidation_fee_bps * costs.BPS
         self._leverage, self._initial = float(config.leverage), float(config.initial_cash_usd)
         self._equity_sizing, self._ruin_usd = config.sizing == "equity", RUIN_FRACTION * self._initial
         self._terminate_on_liq, self._clip = config.terminate_on_liquidation, float(config.clip_log_ratio)
-        self._min, self._max = (np.minimum, np.maximum) if self.batched else (min, max)
+        self._min: Callable[[Any, Any], Any] = np.minimum if self.batched else min
+        self._max: Callable[[Any, Any], Any] = np.maximum if self.batched else max
         n = len(market.ts_ns)
         mark = market.ohlcv[:, :4] if market.mark_ohlc is None else np.asarray(market.mark_ohlc, np.float64)
         table = np.zeros((6, n + 1))
@@ -262,6 +278,7 @@ class CryptoFuturesEngine(Engine):
         table[:, -1] = table[:, -2]
         table[F_FUNDING, -1] = 0.0
         self._fut = table
+        self._take_fut: Callable[[Any], Any]  # rows -> the 6 table rows at them
         if self.batched:
             self._take_fut = lambda rows: table.take(rows, axis=1)
         else:
@@ -292,8 +309,8 @@ class CryptoFuturesEngine(Engine):
         if self.batched:
             level = spaces.box_actions(action, (self.num_envs, 1)).reshape(self.num_envs)
             return np.clip(level, -1.0, 1.0)
-        level = float(spaces.box_actions(action, (1,))[0])
-        return min(max(level, -1.0), 1.0)
+        value = float(spaces.box_actions(action, (1,))[0])
+        return min(max(value, -1.0), 1.0)
 
     # --- the step ---------------------------------------------------------------------------
     def step(self, level):
@@ -415,8 +432,7 @@ def env_spec(config: CryptoFuturesConfig | dict | None = None, observation_space
     ``margin_usd`` (isolated) and ``equity_usd``; ``mark_price_usd`` defaults to the bar's close."""
     cfg = config_from(CryptoFuturesConfig, {}, config)
     shapes = space_shapes(observation_space)
-    held = DEFAULT_MAX_BARS_HELD if shapes is None else int(observation_space["bars_held"].high[0])
-    obs_spec = cfg.observation_spec(held)
+    obs_spec = cfg.observation_spec(bars_held_bound(observation_space))
     fields = {k: shape for k, (shape, _, _) in obs_spec.fields().items() if k != "owned"}
     fields |= {k: shape for k, (shape, _, _) in futures_position_fields(obs_spec).items()}
     check_fields(env_id, fields, shapes)

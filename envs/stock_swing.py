@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces as gym_spaces
@@ -48,9 +49,9 @@ from envs.core.market import MarketArrays
 from envs.core.observation import ObservationSpec, observation_space
 from envs.core.render import check_render_mode
 from envs.core.spec import (
-    DEFAULT_MAX_BARS_HELD,
     EnvSpec,
     Position,
+    bars_held_bound,
     check_fields,
     config_from,
     space_shapes,
@@ -106,20 +107,25 @@ class StockSwingConfig(EngineConfig):
 class StockSwingEngine(Engine):
     """The engine with StockSwing's action semantics (both modes share one ``step``)."""
 
-    def __init__(self, market: MarketArrays, config: StockSwingConfig, **kwargs) -> None:
+    config: StockSwingConfig
+
+    def __init__(self, market: MarketArrays, config: StockSwingConfig, **kwargs: Any) -> None:
         spec = config.observation_spec(max(int(market.lengths.max(initial=0)), config.horizon_bars))
         super().__init__(market, config, spec, **kwargs)
         self.single_observation_space = observation_space(spec)
-        self.single_action_space = spaces.discrete(2 if config.mode == "buy_only" else 3)
+        n = 2 if config.mode == "buy_only" else 3
+        self.single_action_space = spaces.discrete(n)
         self._swing = config.mode == "swing"
         self._horizon = config.horizon_bars
         self._fraction = float(config.buy_fraction)
-        n = self.single_action_space.n
-        # a ValueError for actions outside the space: O(1) per single step, vectorized per batch
-        self.convert_action = (partial(spaces.discrete_actions, num_envs=self.num_envs, n=n) if self.batched
-                               else spaces.discrete_action(n))
+        # a ValueError for actions outside the space: O(1) per single step, vectorized per batch;
+        # bound per instance (mypy still checks the signatures; it only flags assigning methods)
+        self.convert_action = (  # type: ignore[method-assign]
+            partial(spaces.discrete_actions, num_envs=self.num_envs, n=n) if self.batched
+            else spaces.discrete_action(n))
         if type(self).interpret_action is StockSwingEngine.interpret_action:
-            self.interpret_action = self._swing_action if self._swing else self._buy_only_action
+            self.interpret_action = (  # type: ignore[method-assign]  # hot path: skip the dispatch
+                self._swing_action if self._swing else self._buy_only_action)
 
     def interpret_action(self, action):
         """Action -> ``(trade, target_weight)`` in the configured mode (bound directly in
@@ -157,8 +163,7 @@ def env_spec(config: StockSwingConfig | dict | None = None, observation_space: g
     """StockSwing's :class:`~envs.core.spec.EnvSpec` (``bars_held`` bound from ``observation_space``)."""
     cfg = config_from(StockSwingConfig, {}, config)
     shapes = space_shapes(observation_space)
-    held = DEFAULT_MAX_BARS_HELD if shapes is None else int(observation_space["bars_held"].high[0])
-    obs_spec = cfg.observation_spec(held)
+    obs_spec = cfg.observation_spec(bars_held_bound(observation_space))
     fields = {k: shape for k, (shape, _, _) in obs_spec.fields().items()}
     check_fields(env_id, fields, shapes)
     labels = ("stay_out", "buy") if cfg.mode == "buy_only" else ("hold", "buy", "sell")

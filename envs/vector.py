@@ -16,7 +16,7 @@ vector face of one env and the single face produce the same episodes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, Self, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -43,8 +43,9 @@ class EngineEnv(gym.Env):
         self.observation_space = engine.single_observation_space
         self.action_space = engine.single_action_space
         self._needs_reset = True
-        if engine.batched:
-            self.step, self._observe = self._step_unbatched, self._observe_unbatched
+        if engine.batched:  # bound per instance (mypy still checks the signatures)
+            self.step = self._step_unbatched  # type: ignore[method-assign]
+            self._observe = self._observe_unbatched  # type: ignore[method-assign]
 
     def _observe(self) -> tuple[dict, dict]:
         return self.engine.observe(), self.engine.info()
@@ -158,8 +159,28 @@ class EngineVectorEnv(VectorEnv):
         return target(*args, **kwargs) if callable(target) else target
 
 
-def resolve_inputs(config_cls: type, market: MarketArrays | None, index: MarketArrays | None, config: Any,
-                   overrides: Mapping) -> tuple[MarketArrays, MarketArrays | None, Any]:
+class SyntheticMarketConfig(Protocol):
+    """What :func:`resolve_inputs` needs of an env config (``EngineConfig`` subclasses with a
+    synthetic market: ``StockSwingConfig``, ``PortfolioConfig``)."""
+
+    @property
+    def synthetic(self) -> str: ...
+
+    @property
+    def market_seed(self) -> int: ...
+
+    def with_overrides(self, **overrides: Any) -> Self: ...
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None = None, **overrides: Any) -> Self: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=SyntheticMarketConfig)
+
+
+def resolve_inputs(config_cls: type[ConfigT], market: MarketArrays | None,
+                   index: MarketArrays | None, config: ConfigT | None,
+                   overrides: Mapping[str, Any]) -> tuple[MarketArrays, MarketArrays | None, ConfigT]:
     """What every face's constructor does first: a validated config (from ``overrides`` or a
     given config plus overrides) and, without a market, the seeded synthetic market the config
     names (``config.synthetic``, ``config.market_seed``), so ``gym.make(id)`` needs no data."""

@@ -9,7 +9,9 @@ unknown keys by name.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from typing import Any, Self
 
 import numpy as np
 
@@ -101,7 +103,7 @@ class EngineConfig:
     def cost_model(self) -> costs.CostModel:
         return costs.CostModel(fee_bps=self.fee_bps, slippage_bps=self.slippage_bps)
 
-    def with_overrides(self, **overrides):
+    def with_overrides(self, **overrides: Any) -> Self:
         """A copy with ``overrides`` applied (validated; unknown names are a ValueError)."""
         unknown = sorted(set(overrides) - {f.name for f in fields(self)})
         if unknown:
@@ -109,7 +111,7 @@ class EngineConfig:
         return replace(self, **overrides)
 
     @classmethod
-    def from_mapping(cls, mapping: dict | None = None, **overrides):
+    def from_mapping(cls, mapping: Mapping[str, Any] | None = None, **overrides: Any) -> Self:
         """Build from a plain mapping (env_config, YAML): unknown keys are a ValueError."""
         values = {**(mapping or {}), **overrides}
         known = {f.name for f in fields(cls)}

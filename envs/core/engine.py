@@ -39,9 +39,12 @@ Extension points (CryptoFutures-v0, Portfolio-v0):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
+from typing import Any, TypeAlias
 
 import numpy as np
+from gymnasium import spaces as gym_spaces
 
 from envs.core import costs, rewards
 from envs.core.config import EngineConfig
@@ -58,6 +61,11 @@ from envs.core.render import RENDER_BARS
 from envs.core.resample import align_to_calendar
 
 ROW_VIEWS_BYTES = 1_600  # Python objects per row of the scalar face's caches (measured ~1.5 kB)
+
+#: A per-env state value: a numpy array ``[B]`` (``[B, A]`` per asset) in the batched engine, a
+#: Python int/float/bool in the scalar one. ``step`` is ONE polymorphic piece of code over both
+#: (like :mod:`envs.core.costs`), which a static union cannot follow, hence ``Any``.
+PerEnv: TypeAlias = Any
 
 
 class ScalarOps:
@@ -96,6 +104,27 @@ class Engine:
         "entry_price": np.float64, "entry_index": np.float64, "dsr_mean": np.float64,
         "dsr_mean_sq": np.float64, "last_fill_price_usd": np.float64, "last_fee_usd": np.float64,
     }
+    # the per-env state: one attribute per STATE key, (re)made by ``reset_state_arrays``
+    row: PerEnv
+    end_row: PerEnv
+    symbol: PerEnv
+    steps: PerEnv
+    bars_held: PerEnv
+    qty: PerEnv
+    cash_usd: PerEnv
+    equity_usd: PerEnv
+    close_usd: PerEnv
+    index_close: PerEnv
+    fees_paid_usd: PerEnv
+    entry_price: PerEnv
+    entry_index: PerEnv
+    dsr_mean: PerEnv
+    dsr_mean_sq: PerEnv
+    last_fill_price_usd: PerEnv
+    last_fee_usd: PerEnv
+    # each env class sets its spaces in its ``__init__``
+    single_observation_space: gym_spaces.Dict
+    single_action_space: gym_spaces.Space
 
     def __init__(self, market: MarketArrays, config: EngineConfig, spec: ObservationSpec, *,
                  index: MarketArrays | None = None, num_envs: int = 1, batched: bool = True) -> None:
@@ -131,12 +160,13 @@ class Engine:
         n_rows = len(market.ts_ns)
         bars = np.ones((4, n_rows + 1))
         bars[0, :-1], bars[1, :-1] = market.ohlcv[:, OPEN], market.ohlcv[:, CLOSE]
-        if idx_ohlc is not None:
-            aligned, _ = align_to_calendar(market.ts_ns, idx_ts, idx_ohlc)
+        if index is not None:
+            aligned, _ = align_to_calendar(market.ts_ns, index.ts_ns, index.ohlcv)
             bars[2, :-1], bars[3, :-1] = aligned[:, 0], aligned[:, 3]
         bars[:, -1] = bars[:, -2]
         self._bars = bars  # [4, R+1]: a batched step takes 4 contiguous [B] rows at once
-        self._bar_rows = None
+        self._bar_rows: list[list[float]] | None = None
+        self._take_bar: Callable[[Any], Any]  # rows -> (open, close, index open, index close)
         if batched:
             self._take_bar = partial(bars.take, axis=1)
         elif n_rows * (spec.market_bytes_per_row() + ROW_VIEWS_BYTES) <= config.precompute_max_mb * 2**20:
@@ -144,7 +174,8 @@ class Engine:
             self._take_bar = self._bar_rows.__getitem__
         else:
             self._take_bar = lambda row: bars[:, row].tolist()
-        self._falses = partial(np.zeros, self.num_envs, dtype=bool) if batched else bool  # bool() is False
+        self._falses: Callable[[], Any] = (partial(np.zeros, self.num_envs, dtype=bool) if batched
+                                           else bool)  # bool() is False
         self._sign = np.sign if batched else None
         self._reward = getattr(self, "_reward_" + config.reward)
         self._settles = type(self).settle is not Engine.settle
@@ -155,7 +186,7 @@ class Engine:
         self._owned_rows, self._held_rows = tuple(pos["owned"][:2]), tuple(pos["bars_held"])
         self._n_held = len(self._held_rows)
         self._table_items = tuple(self._tables.items()) if self._tables is not None else ()
-        self._row_views = None
+        self._row_views: list[dict[str, np.ndarray]] | None = None
         if (not batched and self._tables is not None and n_rows * (spec.market_bytes_per_row()
                 + ROW_VIEWS_BYTES) <= config.precompute_max_mb * 2**20):
             # one dict of read-only row views per row: a step copies a dict instead of making views
@@ -166,7 +197,9 @@ class Engine:
         cls = type(self)
         if (not batched and self._tables is not None and cls.observe is Engine.observe
                 and cls.position_observation is Engine.position_observation):
-            self.observe = self._observe_scalar  # hot path of the single-env face
+            # hot path of the single-env face, bound per instance (mypy still checks the
+            # signature; it only flags assigning to a method)
+            self.observe = self._observe_scalar  # type: ignore[method-assign]
         self._seq = 0
         self.reset_state_arrays()
 
@@ -176,7 +209,9 @@ class Engine:
         warmup = cfg.warmup_bars or cfg.window_bars
         need = cfg.episode_bars or 1
         names = cfg.symbols or m.symbols
-        syms, lo, hi = [], [], []
+        syms: list[int] = []
+        lo: list[int] = []
+        hi: list[int] = []
         for name in names:
             try:
                 i = m.index_of(name)
@@ -193,7 +228,9 @@ class Engine:
             if cfg.end_ts_ns is not None:
                 last = min(last, s0 + int(np.searchsorted(ts, cfg.end_ts_ns, "right")) - 1)
             if last - first >= need:
-                syms.append(i), lo.append(first), hi.append(last)
+                syms.append(i)
+                lo.append(first)
+                hi.append(last)
         if not syms:
             longest = int(m.lengths.max()) if m.n_symbols else 0
             raise ValueError(
@@ -208,13 +245,16 @@ class Engine:
         """Every row's market observation, read-only: for the batched engine ONE float32 table
         ``[R, F]`` (a step gathers contiguous rows with a single ``np.take``); for the scalar
         engine one contiguous table per field (a step takes cheap row views)."""
-        layout, width = {}, 0
+        layout: dict[str, tuple[int, int, tuple[int, ...]]] = {}
+        width = 0
         for key, (shape, _, _) in self.spec.fields().items():
             if key not in POSITION_KEYS:
                 size = int(np.prod(shape))
                 layout[key] = (width, width + size, shape)
                 width += size
-        self._layout, self._width, self._table, self._scratch = layout, width, None, {}
+        self._layout, self._width = layout, width
+        self._table: np.ndarray | None = None  # the batched engine's [R, F] table
+        self._scratch: dict[str, np.ndarray] = {}
         n_rows = len(self.market.ts_ns)
         if n_rows * self.spec.market_bytes_per_row() > self.config.precompute_max_mb * 2**20:
             return None
@@ -375,7 +415,7 @@ class Engine:
     def observe(self) -> dict[str, np.ndarray]:
         """Observation at each env's current bar (views of read-only tables in scalar mode)."""
         rows = self.row
-        if self._tables is not None and self.batched:
+        if self._table is not None:  # batched with tables
             obs = self._block_views(np.take(self._table, rows, axis=0))  # fresh [B, F]: safe to keep
         elif self._tables is not None:
             obs = {k: t[rows] for k, t in self._table_items}

@@ -52,7 +52,7 @@ def market_rows(spec: ObservationSpec, bars: Bars, index: Bars | None, steps: in
         raise ValueError(f"bars: {n} bars cannot make observations at the last {steps}")
     validate_bars("bars", bars.ts_ns, bars.ohlcv)
     idx_ts, idx_ohlc = _index_arrays(spec, index)
-    if idx_ts is not None:
+    if idx_ts is not None and idx_ohlc is not None:  # both or neither
         validate_bars("index", idx_ts, idx_ohlc)
     base = prepare_features(bars.ts_ns, bars.ohlcv, np.array([0, n]), spec, idx_ts, idx_ohlc,
                             bars.funding_rate if spec.with_funding else None)

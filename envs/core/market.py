@@ -86,13 +86,14 @@ class MarketArrays:
         parts = [self.rows(i) for i in idx]
         lengths = np.array([p.stop - p.start for p in parts], dtype=np.int64)
 
-        def take(arr: np.ndarray | None) -> np.ndarray | None:
-            if arr is None:
-                return None
+        def take(arr: np.ndarray) -> np.ndarray:
             if not parts:
                 return arr[:0].copy()
             return np.concatenate([arr[p] for p in parts])
 
+        def take_optional(arr: np.ndarray | None) -> np.ndarray | None:
+            return None if arr is None else take(arr)
+
         return MarketArrays(tuple(symbols), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                            take(self.ts_ns), take(self.ohlcv), take(self.funding_rate),
-                            take(self.mark_ohlc))
+                            take(self.ts_ns), take(self.ohlcv), take_optional(self.funding_rate),
+                            take_optional(self.mark_ohlc))

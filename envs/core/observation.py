@@ -155,6 +155,8 @@ def prepare_features(ts_ns: np.ndarray, ohlcv: np.ndarray, offsets: np.ndarray, 
     if spec.with_index:
         if index_ohlc is None:
             index_log_hloc = np.zeros((len(ts_ns), 4))
+        elif index_ts_ns is None:
+            raise ValueError("index_ts_ns: required with index_ohlc")
         else:
             aligned, covered = align_to_calendar(ts_ns, index_ts_ns, np.asarray(index_ohlc, dtype=np.float64))
             index_log_hloc = np.log(aligned[:, HLOC])
@@ -284,9 +286,11 @@ def futures_position_observation(qty, mark_price, entry_price, margin_usd, equit
                                  spec: ObservationSpec) -> dict[str, np.ndarray]:
     """Position part of a futures observation, batched ``[n, 1]`` (Serve, the trader, the vector
     env): :data:`FUTURES_POSITION_KEYS` (:func:`futures_position_values`) and ``bars_held``."""
-    arrays = [np.asarray(a, dtype=np.float64).reshape(-1) for a in (qty, mark_price, entry_price, margin_usd,
-                                                                     equity_usd)]
-    values = futures_position_values(*arrays, leverage, maintenance_margin_rate, float(spec.clip_log_ratio),
+    qty, mark_price, entry_price, margin_usd, equity_usd = [
+        np.asarray(a, dtype=np.float64).reshape(-1)
+        for a in (qty, mark_price, entry_price, margin_usd, equity_usd)]
+    values = futures_position_values(qty, mark_price, entry_price, margin_usd, equity_usd, leverage,
+                                     maintenance_margin_rate, float(spec.clip_log_ratio),
                                      np.minimum, np.maximum)
     block = np.stack(values, axis=1).astype(np.float32)
     out = {k: block[:, i:i + 1] for i, k in enumerate(FUTURES_POSITION_KEYS)}

@@ -37,6 +37,7 @@ from envs.core.observation import (
     portfolio_position_observation,
     validate_bars,
 )
+from envs.core.portfolio_config import PortfolioConfig
 from envs.core.render import RENDER_BARS
 from envs.core.resample import align_to_calendar
 
@@ -113,8 +114,8 @@ def align_market(market: MarketArrays, symbols: tuple[str, ...]) -> Calendar:
 class PortfolioEngine(Engine):
     """Steps ``num_envs`` portfolios of ``n_assets`` assets; see the module docstring.
 
-    Configured by a :class:`envs.portfolio.PortfolioConfig` (fields read here: ``n_assets``,
-    ``action_mode``, ``max_leverage``, ``allow_short``, ``maintenance_margin_bps``,
+    Configured by a :class:`~envs.core.portfolio_config.PortfolioConfig` (fields read here:
+    ``n_assets``, ``action_mode``, ``max_leverage``, ``allow_short``, ``maintenance_margin_bps``,
     ``rebalance_band``, ``with_index``, ``clip_log_ratio``).
     """
 
@@ -124,8 +125,19 @@ class PortfolioEngine(Engine):
              "equity_usd": np.float64, "index_close": np.float64, "fees_paid_usd": np.float64,
              "fee_usd": np.float64, "funding_usd": np.float64, "exposure_at_fill": np.float64,
              "liquidated": np.bool_, "dsr_mean": np.float64, "dsr_mean_sq": np.float64, **PER_ASSET}
+    config: PortfolioConfig
+    # state beyond ``Engine``'s (always arrays: this engine is batched): [B], per asset [B, A]
+    cal_row: np.ndarray
+    end_cal_row: np.ndarray
+    fee_usd: np.ndarray
+    funding_usd: np.ndarray
+    exposure_at_fill: np.ndarray
+    liquidated: np.ndarray
+    assets: np.ndarray
+    row0: np.ndarray
+    fill_price_usd: np.ndarray
 
-    def __init__(self, market: MarketArrays, config, *, index: MarketArrays | None = None,
+    def __init__(self, market: MarketArrays, config: PortfolioConfig, *, index: MarketArrays | None = None,
                  num_envs: int = 1) -> None:
         validate_market(market)
         names = config.symbols or market.symbols

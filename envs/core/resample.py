@@ -58,7 +58,8 @@ class PartialBars:
 
 def series_index(offsets: np.ndarray) -> np.ndarray:
     """Series number of every row."""
-    lengths = np.diff(np.asarray(offsets, dtype=np.int64))
+    # int64; declared plainly because numpy's stubs type ``diff`` of an int64 array as timedelta64
+    lengths: np.ndarray = np.diff(np.asarray(offsets, dtype=np.int64))
     return np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
 
 

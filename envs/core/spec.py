@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from gymnasium import spaces as gym_spaces
@@ -44,6 +44,7 @@ CONSTRUCTOR_KEYS = ("market", "index", "num_envs", "render_mode", "config")
 DEFAULT_MAX_BARS_HELD = ObservationSpec().max_bars_held
 
 Position = Mapping[str, Any]  # position key -> array [T] ([T, n_assets] per asset in a portfolio)
+ConfigT = TypeVar("ConfigT", bound=EngineConfig)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class EnvSpec:
     def flat_position(self, steps: int = 1, cash_usd: float | None = None) -> dict[str, np.ndarray]:
         """``steps`` flat positions (no asset held); the account holds ``cash_usd`` (default
         ``initial_cash_usd``)."""
-        shape = (steps, self.n_assets) if self.multi_asset else (steps,)
+        shape = (steps,) if self.n_assets is None else (steps, self.n_assets)  # multi_asset
         out: dict[str, np.ndarray] = {
             k: np.full(shape, self.position_defaults.get(k, 0),
                        dtype=np.int64 if k == "bars_held" else np.float64)
@@ -138,7 +139,7 @@ def history_gap(spec: ObservationSpec, bars: Bars, index: Bars | None, steps: in
     return None
 
 
-def config_from(config_cls: type, registered: Mapping[str, Any], config: Any) -> EngineConfig:
+def config_from(config_cls: type[ConfigT], registered: Mapping[str, Any], config: Any) -> ConfigT:
     """A validated ``config_cls`` from a config object, or from the registration kwargs plus an
     ``env_config`` mapping (constructor-only keys such as ``market`` dropped)."""
     if isinstance(config, config_cls):
@@ -155,7 +156,25 @@ def space_shapes(space: gym_spaces.Space | None) -> dict[str, tuple[int, ...]] |
         return None
     if not isinstance(space, gym_spaces.Dict) or not ({"bars_held", "positions"} & set(space.spaces)):
         raise ValueError(f"observation space {space}: not a raytrade env's Dict observation")
-    return {k: tuple(s.shape) for k, s in space.spaces.items()}
+    shapes = {}
+    for k, sub in space.spaces.items():
+        if sub.shape is None:
+            raise ValueError(f"observation space {space}: {k!r} has no fixed shape")
+        shapes[k] = tuple(sub.shape)
+    return shapes
+
+
+def box(space: gym_spaces.Dict, key: str) -> gym_spaces.Box:
+    """The ``key`` Box of a raytrade Dict observation space (a ValueError if it is not a Box)."""
+    sub = space[key]
+    if not isinstance(sub, gym_spaces.Box):
+        raise ValueError(f"observation space {space}: {key!r} is not a Box")
+    return sub
+
+
+def bars_held_bound(space: gym_spaces.Dict | None, default: int = DEFAULT_MAX_BARS_HELD) -> int:
+    """``bars_held``'s upper bound in a single-asset observation space (``default`` without one)."""
+    return default if space is None else int(box(space, "bars_held").high[0])
 
 
 def check_fields(env_id: str, expected: Mapping[str, tuple[int, ...]],
