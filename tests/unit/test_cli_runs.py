@@ -10,8 +10,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from app.tracking import runs_view as rv
 from app.cli import app
+from app.tracking import runs_view as rv
 
 runner = CliRunner()
 BOX_DRAWING = {chr(c) for c in range(0x2500, 0x2580)}
