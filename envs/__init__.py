@@ -24,7 +24,21 @@ SYNTHETIC_IDS = {
     "raytrade/SyntheticMeanReversion-v0": "mean_reversion",
     "raytrade/SyntheticTrend-v0": "trend",
 }
-ENV_IDS = (STOCK_SWING, *SYNTHETIC_IDS, PORTFOLIO, CRYPTO_FUTURES)
+#: StockSwing on the learning benchmark's markets (:mod:`envs.synthetic_edges`), in StockSwing's
+#: default mode (``buy_only``, ``excess_horizon``); ``mode``/``reward``/``synthetic_params`` override
+SYNTHETIC_EDGE_IDS = {
+    "raytrade/SyntheticRareEvent-v0": "rare_event",
+    "raytrade/SyntheticRegime-v0": "regime",
+    "raytrade/SyntheticNoise-v0": "noise",
+    "raytrade/SyntheticRelativeMomentum-v0": "relative_momentum",
+}
+#: CryptoFutures on hourly perpetuals with planted edges of both signs (:mod:`envs.synthetic_perps`)
+SYNTHETIC_PERP_IDS = {
+    "raytrade/SyntheticPerpRareEvent-v0": "rare_event",
+    "raytrade/SyntheticPerpRegime-v0": "regime",
+    "raytrade/SyntheticPerpNoise-v0": "noise",
+}
+ENV_IDS = (STOCK_SWING, *SYNTHETIC_IDS, *SYNTHETIC_EDGE_IDS, PORTFOLIO, CRYPTO_FUTURES, *SYNTHETIC_PERP_IDS)
 
 
 def _register() -> None:
@@ -35,9 +49,16 @@ def _register() -> None:
         if env_id not in registry:
             register(id=env_id, entry_point=single, vector_entry_point=vector,
                      kwargs={"synthetic": kind, "mode": "swing", "reward": "log_return"})
+    for env_id, kind in SYNTHETIC_EDGE_IDS.items():
+        if env_id not in registry:
+            register(id=env_id, entry_point=single, vector_entry_point=vector, kwargs={"synthetic": kind})
+    futures = "envs.crypto_futures:CryptoFuturesEnv", "envs.crypto_futures:CryptoFuturesVectorEnv"
     if CRYPTO_FUTURES not in registry:
-        register(id=CRYPTO_FUTURES, entry_point="envs.crypto_futures:CryptoFuturesEnv",
-                 vector_entry_point="envs.crypto_futures:CryptoFuturesVectorEnv")
+        register(id=CRYPTO_FUTURES, entry_point=futures[0], vector_entry_point=futures[1])
+    for env_id, kind in SYNTHETIC_PERP_IDS.items():
+        if env_id not in registry:
+            register(id=env_id, entry_point=futures[0], vector_entry_point=futures[1],
+                     kwargs={"synthetic": kind})
     if PORTFOLIO not in registry:
         register(id=PORTFOLIO, entry_point="envs.portfolio:PortfolioEnv",
                  vector_entry_point="envs.portfolio:PortfolioVectorEnv")

@@ -60,8 +60,10 @@ Rewards (``reward=``): ``log_return`` (default, ``log(E_t / E_t-1)``: sums to
     ``differential_sharpe``.
 
 Episodes: as StockSwing (seeded symbol and start, ``episode_bars`` steps, ``options={"symbol"}``).
-    Without a market, a seeded synthetic one (:func:`envs.synthetic.generate_perpetual`,
-    ``market_seed``) is used, so ``gym.make("raytrade/CryptoFutures-v0")`` needs no argument.
+    Without a market, a seeded synthetic one (``synthetic``: "gbm" is
+    :func:`envs.synthetic.generate_perpetual`; "rare_event", "regime", "noise" have planted edges
+    of both signs, :mod:`envs.synthetic_perps`; ``market_seed``, ``synthetic_params``) is used,
+    so ``gym.make("raytrade/CryptoFutures-v0")`` needs no argument.
 """
 
 from __future__ import annotations
@@ -75,10 +77,12 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces as gym_spaces
 
+from envs import synthetic as synthetic_markets
 from envs.core import costs, from_bars, spaces
 from envs.core.engine import Engine, EngineConfig, PerEnv
 from envs.core.market import CLOSE, OPEN, MarketArrays
 from envs.core.observation import (
+    ACTION_MASK_KEY,
     FUTURES_POSITION_KEYS,
     ObservationSpec,
     futures_position_fields,
@@ -90,6 +94,7 @@ from envs.core.render import check_render_mode
 from envs.core.spec import (
     EnvSpec,
     Position,
+    action_mask_fields,
     bars_held_bound,
     check_fields,
     config_from,
@@ -128,7 +133,9 @@ class CryptoFuturesConfig(EngineConfig):
         sizing: "equity" (budget = equity at the fill) or "initial" (initial_cash_usd).
         terminate_on_liquidation: end the episode at a liquidation (else continue flat).
         clip_log_ratio, funding_clip_bps: observation bounds.
-        market_seed: seed of the synthetic market used when none is given.
+        synthetic: kind of the synthetic market used when none is given
+            (:data:`envs.synthetic.PERP_KINDS`); market_seed: its seed; synthetic_params: its
+            knobs and ``n_symbols``/``n_bars`` (None: the kind's defaults).
     """
 
     reward: str = "log_return"
@@ -148,7 +155,9 @@ class CryptoFuturesConfig(EngineConfig):
     terminate_on_liquidation: bool = True
     clip_log_ratio: float = 10.0
     funding_clip_bps: float = 100.0
+    synthetic: str = "gbm"
     market_seed: int = 0
+    synthetic_params: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -179,6 +188,9 @@ class CryptoFuturesConfig(EngineConfig):
                 self._fail(name, "must be a finite number > 0")
         if isinstance(self.market_seed, bool) or not isinstance(self.market_seed, int) or self.market_seed < 0:
             self._fail("market_seed", "must be an int >= 0")
+        if self.synthetic not in synthetic_markets.PERP_KINDS:
+            self._fail("synthetic", f"must be one of {synthetic_markets.PERP_KINDS}")
+        synthetic_markets.check_config_params(self, perpetual=True)
 
     @property
     def levels(self) -> tuple[float, ...]:
@@ -255,6 +267,8 @@ class CryptoFuturesEngine(Engine):
             self.single_action_space = spaces.box(-1.0, 1.0, (1,))
             self._min_change = float(config.min_level_change)
         self._levels_arr = np.array(self._levels)
+        self.observe_action_mask(partial(action_mask, n_actions=len(self._levels))
+                                 if config.action_mode == "discrete" else None, "qty")
         if not self.batched and config.action_mode == "discrete":  # hot path of the single face
             # bound per instance (mypy still checks the signature; it only flags assigning methods)
             self.convert_action = spaces.discrete_action(  # type: ignore[method-assign]
@@ -383,6 +397,8 @@ class CryptoFuturesEngine(Engine):
         obs = self._row_views[self.row].copy()  # read-only market views of the row
         del obs["owned"]
         obs.update(self.position_observation())
+        if self._mask_rows:
+            obs[ACTION_MASK_KEY] = self.mask_observation()
         return obs
 
     def info(self) -> dict:
@@ -408,9 +424,7 @@ def _resolve(market: MarketArrays | None, config: CryptoFuturesConfig | None,
     elif overrides:
         config = config.with_overrides(**overrides)
     if market is None:
-        from envs import synthetic  # lazy: only when no market is given
-
-        market = synthetic.generate_perpetual(seed=config.market_seed)
+        market = synthetic_markets.generate_perpetual_for(config).market
     return market, config
 
 
@@ -435,8 +449,9 @@ def env_spec(config: CryptoFuturesConfig | dict | None = None, observation_space
     obs_spec = cfg.observation_spec(bars_held_bound(observation_space))
     fields = {k: shape for k, (shape, _, _) in obs_spec.fields().items() if k != "owned"}
     fields |= {k: shape for k, (shape, _, _) in futures_position_fields(obs_spec).items()}
-    check_fields(env_id, fields, shapes)
     discrete = cfg.action_mode == "discrete"
+    fields |= action_mask_fields(cfg, shapes, (len(cfg.levels),) if discrete else None)
+    check_fields(env_id, fields, shapes)
     return EnvSpec(
         env_id, "futures", cfg, obs_spec, fields,
         tuple(f"level {v:+g}" for v in cfg.levels) if discrete else None, position_keys=CLIENT_POSITION_KEYS,

@@ -73,7 +73,6 @@ from __future__ import annotations
 
 from functools import partial
 
-import numpy as np
 from gymnasium import spaces as gym_spaces
 
 from envs.core import from_bars
@@ -83,11 +82,12 @@ from envs.core.portfolio_config import ACTION_MODES as ACTION_MODES  # re-export
 from envs.core.portfolio_config import REWARDS as REWARDS
 from envs.core.portfolio_config import PortfolioConfig as PortfolioConfig
 from envs.core.portfolio_engine import PortfolioEngine
+from envs.core.portfolio_engine import action_mask as action_mask  # re-exported: the env's rule
 from envs.core.render import check_render_mode
 from envs.core.spec import (
     DEFAULT_MAX_BARS_HELD,
     EnvSpec,
-    Position,
+    action_mask_fields,
     box,
     check_fields,
     config_from,
@@ -96,13 +96,6 @@ from envs.core.spec import (
 from envs.vector import EngineEnv, EngineVectorEnv, resolve_inputs
 
 SHORT, FLAT, LONG = 0, 1, 2  # discrete actions with allow_short (without: 0 = flat, 1 = long)
-
-
-def action_mask(position: Position, *, n_choices: int) -> np.ndarray:
-    """Every side of every asset is valid in every position (the held side is the no-op):
-    bool ``[..., n_assets, n_choices]`` of True for ``qty`` ``[..., n_assets]``."""
-    qty = np.asarray(position["qty"])
-    return np.ones((*qty.shape, n_choices), dtype=bool)
 
 
 def env_spec(config: PortfolioConfig | dict | None = None, observation_space: gym_spaces.Dict | None = None,
@@ -127,9 +120,10 @@ def env_spec(config: PortfolioConfig | dict | None = None, observation_space: gy
         k: (n_assets, obs_spec.window_bars, 4 if "hloc" in k else 1)
         for k in obs_spec.fields() if k not in POSITION_KEYS}
     fields |= {"positions": (n_assets, 2), "portfolio": (3,)}
-    check_fields(env_id, fields, shapes)
     n_choices = 3 if cfg.allow_short else 2
     discrete = cfg.action_mode == "discrete"
+    fields |= action_mask_fields(cfg, shapes, (n_assets, n_choices) if discrete else None)
+    check_fields(env_id, fields, shapes)
     labels = ("short", "flat", "long") if cfg.allow_short else ("flat", "long")
     return EnvSpec(
         env_id, "portfolio", cfg, obs_spec, fields, labels if discrete else None,

@@ -15,7 +15,9 @@ Actions
 Observation (Dict of float32, see :mod:`envs.core.observation`)
     ``daily_hloc``, ``weekly_hloc``, ``monthly_hloc`` (the newest week/month PARTIAL, from days up
     to t only), ``index_hloc`` ``[50, 4]`` as log ratios to the latest close; ``daily_volume``,
-    ``weekly_volume`` ``[50]`` over their window mean; ``owned`` and ``bars_held`` ``[1]``.
+    ``weekly_volume`` ``[50]`` over their window mean; ``owned`` and ``bars_held`` ``[1]``;
+    ``action_mask`` ``[n_actions]`` (unless ``action_mask=False``): 0 for the actions the
+    env would ignore (:func:`action_mask`; in buy_only mode every step of a hold is forced).
 
 Rewards (``reward=``): ``excess_horizon`` (default: stock % gain minus index % gain over the hold,
     minus ``buy_penalty`` per buy, delivered per bar), ``log_return``, ``linear_return`` (PnL over
@@ -30,7 +32,8 @@ Episodes
 Inputs
     ``market`` (:class:`~envs.core.market.MarketArrays`, daily bars) and ``index`` (one series,
     aligned causally to each symbol's calendar; flat if omitted). Without a market a synthetic one
-    is generated (``synthetic``, ``market_seed``) so ``gym.make`` works with no arguments.
+    is generated (``synthetic``, ``market_seed``, ``synthetic_params``: :mod:`envs.synthetic`)
+    so ``gym.make`` works with no arguments.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces as gym_spaces
 
+from envs import synthetic as synthetic_markets
 from envs.core import from_bars, spaces
 from envs.core.engine import Engine, EngineConfig
 from envs.core.market import MarketArrays
@@ -51,6 +55,7 @@ from envs.core.render import check_render_mode
 from envs.core.spec import (
     EnvSpec,
     Position,
+    action_mask_fields,
     bars_held_bound,
     check_fields,
     config_from,
@@ -71,8 +76,11 @@ class StockSwingConfig(EngineConfig):
         horizon_bars: holding period of a buy in buy_only mode.
         buy_fraction: share of equity a buy spends (fee included).
         clip_log_ratio: bound of the price log ratios in the observation.
-        synthetic: market generated when none is given ("gbm", "mean_reversion", "trend").
+        synthetic: market generated when none is given (:data:`envs.synthetic.KINDS`: "gbm",
+            "mean_reversion", "trend", "rare_event", "regime", "noise", "relative_momentum").
         market_seed: seed of that synthetic market.
+        synthetic_params: its knobs (e.g. ``event_rate``) and ``n_symbols``/``n_bars``; None:
+            the kind's defaults (:func:`envs.synthetic.check_synthetic` validates them).
     """
 
     reward: str = "excess_horizon"
@@ -82,6 +90,7 @@ class StockSwingConfig(EngineConfig):
     clip_log_ratio: float = 10.0
     synthetic: str = "gbm"
     market_seed: int = 0
+    synthetic_params: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -94,10 +103,11 @@ class StockSwingConfig(EngineConfig):
         if not isinstance(self.clip_log_ratio, (int, float)) or not math.isfinite(self.clip_log_ratio) \
                 or self.clip_log_ratio <= 0:
             self._fail("clip_log_ratio", "must be a finite number > 0")
-        if self.synthetic not in ("gbm", "mean_reversion", "trend"):
-            self._fail("synthetic", "must be 'gbm', 'mean_reversion' or 'trend'")
+        if self.synthetic not in synthetic_markets.KINDS:
+            self._fail("synthetic", f"must be one of {synthetic_markets.KINDS}")
         if isinstance(self.market_seed, bool) or not isinstance(self.market_seed, int) or self.market_seed < 0:
             self._fail("market_seed", "must be an int >= 0")
+        synthetic_markets.check_config_params(self, perpetual=False)
 
     def observation_spec(self, max_bars_held: int) -> ObservationSpec:
         return ObservationSpec(window_bars=self.window_bars, clip_log_ratio=float(self.clip_log_ratio),
@@ -115,6 +125,7 @@ class StockSwingEngine(Engine):
         self.single_observation_space = observation_space(spec)
         n = 2 if config.mode == "buy_only" else 3
         self.single_action_space = spaces.discrete(n)
+        self.observe_action_mask(partial(action_mask, mode=config.mode), "owned")
         self._swing = config.mode == "swing"
         self._horizon = config.horizon_bars
         self._fraction = float(config.buy_fraction)
@@ -164,9 +175,10 @@ def env_spec(config: StockSwingConfig | dict | None = None, observation_space: g
     cfg = config_from(StockSwingConfig, {}, config)
     shapes = space_shapes(observation_space)
     obs_spec = cfg.observation_spec(bars_held_bound(observation_space))
-    fields = {k: shape for k, (shape, _, _) in obs_spec.fields().items()}
-    check_fields(env_id, fields, shapes)
     labels = ("stay_out", "buy") if cfg.mode == "buy_only" else ("hold", "buy", "sell")
+    fields = {k: shape for k, (shape, _, _) in obs_spec.fields().items()}
+    fields |= action_mask_fields(cfg, shapes, (len(labels),))
+    check_fields(env_id, fields, shapes)
     return EnvSpec(env_id, "stock", cfg, obs_spec, fields, labels, position_keys=("owned", "bars_held"),
                    size_key="owned", build_observation=partial(from_bars.stock, obs_spec),
                    action_mask=partial(action_mask, mode=cfg.mode))

@@ -18,74 +18,49 @@ Log prices are generated in log space, so ``drift`` is the mean log return per b
 from the previous close by zero-mean noise, so filling at the next open keeps the edge on
 average. Registered as ``raytrade/SyntheticGBM-v0``, ``raytrade/SyntheticMeanReversion-v0`` and
 ``raytrade/SyntheticTrend-v0`` (StockSwing in swing mode with ``log_return``).
+
+Classes of edge for the learning benchmark (:data:`EDGE_KINDS`, :mod:`envs.synthetic_edges`):
+``rare_event``, ``regime``, ``noise`` and ``relative_momentum``, each with difficulty knobs and
+``events``/``oracle_entry`` rows; hourly perpetual forms of ``rare_event``, ``regime`` and
+``noise`` with events of both signs: :func:`generate_perpetual_market`
+(:mod:`envs.synthetic_perps`). An env config reaches every kind through ``synthetic``,
+``market_seed`` and ``synthetic_params`` (:func:`generate_for`, :func:`check_synthetic`);
+:mod:`envs.synthetic_oracle` plays the oracle through the real env.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
+from envs import synthetic_edges, synthetic_perps
 from envs.core.market import MarketArrays
-from envs.core.resample import NS_PER_DAY
+from envs.synthetic_base import (  # re-exported: the public face of every synthetic market
+    NS_PER_HOUR,  # noqa: F401
+    PERP_START_TS_NS,  # noqa: F401
+    START_TS_NS,  # noqa: F401
+    SyntheticMarket,
+    bars_from_log_close,
+    business_days_ts_ns,
+    funding_series,
+    hourly_ts_ns,
+)
 
-KINDS = ("gbm", "mean_reversion", "trend")
+BASE_KINDS = ("gbm", "mean_reversion", "trend")
+EDGE_KINDS = ("rare_event", "regime", "noise", "relative_momentum")
+KINDS = (*BASE_KINDS, *EDGE_KINDS)
+PERP_KINDS = ("gbm", "rare_event", "regime", "noise")
+#: market-shape keys a ``synthetic_params`` mapping may hold besides a kind's knobs
+SHAPE_KEYS = ("n_symbols", "n_bars", "zero_volume_prob")
 DEFAULTS: dict[str, dict[str, float]] = {
     "gbm": {"drift": 0.0003, "vol": 0.012},
     "mean_reversion": {"theta": 0.05, "vol": 0.01, "entry_z": 1.0},
     "trend": {"mu_up": 0.002, "mu_down": -0.002, "vol": 0.01, "p_switch": 0.02},
 }
-START_TS_NS = 946_857_600 * 10**9  # 2000-01-03, a Monday
-
-
-@dataclass(frozen=True, eq=False)
-class SyntheticMarket:
-    """A generated market and its known answer.
-
-    Attributes:
-        kind: one of :data:`KINDS`.
-        market: the symbols' daily bars; ``index``: a market index (one GBM series).
-        params: generator parameters.
-        oracle_position: ``[R]`` 0/1 target position after each row's close (causal).
-        expected_log_return_per_bar: the oracle's expected log return per bar, gross of costs.
-    """
-
-    kind: str
-    market: MarketArrays
-    index: MarketArrays
-    params: dict[str, float] = field(default_factory=dict)
-    oracle_position: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
-    expected_log_return_per_bar: float = 0.0
-
-    def oracle_action(self, row: int, owned: bool) -> int:
-        """StockSwing swing-mode action (0 hold, 1 buy, 2 sell) that follows the oracle."""
-        want = bool(self.oracle_position[row])
-        return 1 if want and not owned else 2 if owned and not want else 0
-
-
-def business_days_ts_ns(n_bars: int, start_ts_ns: int = START_TS_NS) -> np.ndarray:
-    """``n_bars`` consecutive Monday-Friday midnights (UTC) from ``start_ts_ns`` (a weekday)."""
-    day0 = start_ts_ns // NS_PER_DAY
-    n_days = n_bars * 7 // 5 + 7
-    days = day0 + np.arange(n_days)
-    weekday = (days + 3) % 7  # 0 = Monday
-    return (days[weekday < 5][:n_bars] * NS_PER_DAY).astype(np.int64)
-
-
-def bars_from_log_close(log_close: np.ndarray, vol: float, rng: np.random.Generator,
-                        zero_volume_prob: float = 0.0) -> np.ndarray:
-    """OHLCV ``[n, 5]`` around a log close path: gapped opens, ranges, lognormal volumes."""
-    n = len(log_close)
-    close = 100.0 * np.exp(log_close)
-    prev = np.concatenate([close[:1], close[:-1]])
-    open_ = prev * np.exp(rng.normal(0.0, 0.2 * vol, n))
-    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0.0, 0.5 * vol, n)))
-    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0.0, 0.5 * vol, n)))
-    volume = np.exp(rng.normal(13.8, 0.3, n)) * (rng.random(n) >= zero_volume_prob)
-    return np.column_stack([open_, high, low, close, volume])
-
-
 def _gbm_paths(rng, n_symbols, n_bars, drift, vol):
     return np.cumsum(rng.normal(drift, vol, (n_symbols, n_bars)), axis=1), None
 
@@ -138,6 +113,9 @@ def generate(kind: str, seed: int = 0, n_symbols: int = 4, n_bars: int = 1500,
     """Generate a seeded synthetic market of ``kind`` (see the module docstring)."""
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    if kind in EDGE_KINDS:
+        _check_shape(n_symbols, n_bars, zero_volume_prob)
+        return synthetic_edges.generate_edge(kind, seed, n_symbols, n_bars, zero_volume_prob, params)
     unknown = set(params) - set(DEFAULTS[kind])
     if unknown:
         raise ValueError(f"params: unknown for {kind!r}: {sorted(unknown)}; known {sorted(DEFAULTS[kind])}")
@@ -170,29 +148,6 @@ def generate(kind: str, seed: int = 0, n_symbols: int = 4, n_bars: int = 1500,
 
 # --- Perpetual futures: hourly bars around the clock, funding every 8 hours, a mark price ---
 
-PERP_START_TS_NS = 1_609_459_200 * 10**9  # 2021-01-01 00:00 UTC
-NS_PER_HOUR = 3_600 * 10**9
-
-
-def hourly_ts_ns(n_bars: int, start_ts_ns: int = PERP_START_TS_NS) -> np.ndarray:
-    """``n_bars`` consecutive hourly bar opens (UTC, 24/7) from ``start_ts_ns``."""
-    return start_ts_ns + NS_PER_HOUR * np.arange(n_bars, dtype=np.int64)
-
-
-def funding_series(ts_ns: np.ndarray, log_close: np.ndarray, rng: np.random.Generator, *,
-                   base_rate: float = 1e-4, premium_k: float = 0.02, noise: float = 5e-5,
-                   every_hours: int = 8, cap: float = 0.0075) -> np.ndarray:
-    """Funding rates on hourly bars: an event every ``every_hours`` (00:00, 08:00, 16:00 UTC),
-    ``base_rate`` plus a premium that follows the last ``every_hours`` bars' return (longs pay
-    more after a rally) plus noise, capped at ``+-cap``; 0 on bars without an event. Causal:
-    the rate settled at a bar depends on closes up to the previous bar only."""
-    event = (ts_ns // NS_PER_HOUR) % every_hours == 0
-    prev = np.concatenate([log_close[:1], log_close[:-1]])
-    lagged = np.concatenate([np.full(every_hours, prev[0]), prev[:-every_hours]])[:len(prev)]
-    rate = base_rate + premium_k * (prev - lagged) + rng.normal(0.0, noise, len(ts_ns))
-    return np.where(event, np.clip(rate, -cap, cap), 0.0)
-
-
 def generate_perpetual(seed: int = 0, n_symbols: int = 2, n_bars: int = 4000, drift: float = 0.0,
                        vol: float = 0.006, basis_bps: float = 2.0, zero_volume_prob: float = 0.0,
                        ) -> MarketArrays:
@@ -217,3 +172,104 @@ def generate_perpetual(seed: int = 0, n_symbols: int = 2, n_bars: int = 4000, dr
     return MarketArrays(tuple(f"BTC{i}/USDT:USDT" for i in range(n_symbols)),
                         np.arange(0, (n_symbols + 1) * n_bars, n_bars, dtype=np.int64), np.tile(ts, n_symbols),
                         np.concatenate(ohlcv), np.concatenate(funding), np.concatenate(mark))
+
+
+PERP_GBM_DEFAULTS = {"drift": 0.0, "vol": 0.006, "basis_bps": 2.0}
+
+
+def generate_perpetual_market(kind: str = "gbm", seed: int = 0, n_symbols: int = 2, n_bars: int = 4000,
+                              zero_volume_prob: float = 0.0, **params: float) -> SyntheticMarket:
+    """Hourly perpetuals of ``kind`` (:data:`PERP_KINDS`) with their oracle: ``gbm`` is
+    :func:`generate_perpetual` (no edge: the oracle stays flat), the others
+    :mod:`envs.synthetic_perps` (events of both signs)."""
+    if kind not in PERP_KINDS:
+        raise ValueError(f"kind: expected one of {PERP_KINDS} for perpetuals, got {kind!r}")
+    _check_shape(n_symbols, n_bars, zero_volume_prob)
+    if kind != "gbm":
+        return synthetic_perps.generate_perp_edge(kind, seed, n_symbols, n_bars, zero_volume_prob, params)
+    unknown = sorted(set(params) - set(PERP_GBM_DEFAULTS))
+    if unknown:
+        raise ValueError(f"params: unknown for perpetual 'gbm': {unknown}; known {sorted(PERP_GBM_DEFAULTS)}")
+    p = {**PERP_GBM_DEFAULTS, **params}
+    market = generate_perpetual(seed, n_symbols, n_bars, p["drift"], p["vol"], p["basis_bps"],
+                                zero_volume_prob)
+    ts = market.ts_ns[:n_bars]
+    index = MarketArrays(("INDEX",), np.array([0, n_bars], dtype=np.int64), ts,
+                         np.column_stack([np.full((n_bars, 4), 100.0), np.full(n_bars, 1e6)]))
+    return SyntheticMarket("gbm", market, index, p, np.zeros(len(market.ts_ns), np.int8), 0.0)
+
+
+def _check_shape(n_symbols: Any, n_bars: Any, zero_volume_prob: Any) -> None:
+    def integer(v: Any) -> bool:
+        return not isinstance(v, bool) and isinstance(v, (int, np.integer, float)) and float(v) == int(v)
+
+    if not integer(n_symbols) or not 1 <= n_symbols <= 100_000:
+        raise ValueError(f"n_symbols: must be an integer in [1, 100000], got {n_symbols!r}")
+    if not integer(n_bars) or not 2 <= n_bars <= 10_000_000:
+        raise ValueError(f"n_bars: must be an integer in [2, 10000000], got {n_bars!r}")
+    if (isinstance(zero_volume_prob, bool) or not isinstance(zero_volume_prob, (int, float))
+            or not math.isfinite(zero_volume_prob) or not 0 <= zero_volume_prob < 1):
+        raise ValueError(f"zero_volume_prob: must be a number in [0, 1), got {zero_volume_prob!r}")
+
+
+def _shape_args(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``synthetic_params`` split into market-shape arguments (ints) and the kind's knobs."""
+    shape = {k: params[k] for k in SHAPE_KEYS if k in params}
+    for k in ("n_symbols", "n_bars"):
+        if k in shape and isinstance(shape[k], float) and shape[k].is_integer():
+            shape[k] = int(shape[k])
+    return shape, {k: v for k, v in params.items() if k not in SHAPE_KEYS}
+
+
+def check_synthetic(kind: str, params: Mapping[str, Any] | None = None, *, perpetual: bool = False) -> None:
+    """ValueError unless ``kind`` and ``params`` (knobs and :data:`SHAPE_KEYS`) make a valid
+    market: what env configs call at validation (cheap: nothing is generated)."""
+    kinds = PERP_KINDS if perpetual else KINDS
+    if kind not in kinds:
+        raise ValueError(f"must be one of {kinds}")
+    if params is None:
+        return
+    if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
+        raise ValueError("synthetic_params: must be a mapping of knob names to numbers")
+    shape, knobs = _shape_args(params)
+    _check_shape(shape.get("n_symbols", 1), shape.get("n_bars", 2), shape.get("zero_volume_prob", 0.0))
+    if kind in EDGE_KINDS:
+        defaults = (synthetic_perps.PERP_DEFAULTS if perpetual else synthetic_edges.DEFAULTS)[kind]
+        synthetic_edges.check_knobs(kind, knobs, defaults)
+        return
+    defaults = PERP_GBM_DEFAULTS if perpetual else DEFAULTS[kind]
+    unknown = sorted(set(knobs) - set(defaults))
+    if unknown:
+        raise ValueError(f"params: unknown for {kind!r}: {unknown}; known {sorted(defaults)}")
+    bad = [k for k, v in knobs.items()
+           if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"params: {bad} must be finite numbers")
+
+
+def generate_for(config: Any) -> SyntheticMarket:
+    """The synthetic market an env config names: ``config.synthetic``, ``config.market_seed``
+    and ``config.synthetic_params`` (knobs plus ``n_symbols``/``n_bars``; optional)."""
+    shape, knobs = _shape_args(getattr(config, "synthetic_params", None) or {})
+    return generate(config.synthetic, config.market_seed, **shape, **knobs)
+
+
+def generate_perpetual_for(config: Any) -> SyntheticMarket:
+    """:func:`generate_for` for perpetuals (CryptoFutures configs)."""
+    shape, knobs = _shape_args(getattr(config, "synthetic_params", None) or {})
+    return generate_perpetual_market(getattr(config, "synthetic", "gbm"), seed=config.market_seed,
+                                     **shape, **knobs)
+
+
+def check_config_params(config: Any, *, perpetual: bool) -> None:
+    """An env config's ``synthetic_params`` (copied into a plain dict) are valid for its
+    ``synthetic`` kind; else the config's own ``ValueError`` naming ``synthetic_params``."""
+    params = config.synthetic_params
+    if params is None:
+        return
+    if isinstance(params, Mapping):
+        object.__setattr__(config, "synthetic_params", dict(params))
+    try:
+        check_synthetic(config.synthetic, params, perpetual=perpetual)
+    except ValueError as exc:
+        config._fail("synthetic_params", str(exc))

@@ -183,7 +183,8 @@ def resolve_inputs(config_cls: type[ConfigT], market: MarketArrays | None,
                    overrides: Mapping[str, Any]) -> tuple[MarketArrays, MarketArrays | None, ConfigT]:
     """What every face's constructor does first: a validated config (from ``overrides`` or a
     given config plus overrides) and, without a market, the seeded synthetic market the config
-    names (``config.synthetic``, ``config.market_seed``), so ``gym.make(id)`` needs no data."""
+    names (``config.synthetic``, ``config.market_seed``, ``config.synthetic_params`` if any:
+    :func:`envs.synthetic.generate_for`), so ``gym.make(id)`` needs no data."""
     if config is None:
         config = config_cls.from_mapping(dict(overrides))
     elif overrides:
@@ -191,6 +192,6 @@ def resolve_inputs(config_cls: type[ConfigT], market: MarketArrays | None,
     if market is None:
         from envs import synthetic  # lazy: only when no market is given
 
-        generated = synthetic.generate(config.synthetic, seed=config.market_seed)
+        generated = synthetic.generate_for(config)
         market, index = generated.market, generated.index if index is None else index
     return market, index, config

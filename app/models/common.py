@@ -6,6 +6,14 @@ and value heads. The encoder is SHARED by policy and value (one forward pass per
 ``compute_values(batch, embeddings=...)`` without a second encoder pass, as RLlib's default PPO
 module does.
 
+Action masking: when the observation batch holds ``action_mask`` (discrete action spaces, see
+:mod:`envs.core.observation`), every forward pass (``_forward``, which RLlib's inference and
+exploration passes run, and ``_forward_train``) masks the policy logits with it
+(:func:`~app.models.heads.mask_logits`). Sampling, backtests and Serve therefore never pick an
+action the env would ignore, and PPO's log-probs, entropy and KL on forced steps (a buy_only hold)
+are those of a one-action distribution: 0, with no gradient. A batch without a mask (modules
+trained before masks, ``action_mask: false``) is not masked.
+
 Subclasses set ``MODEL_NAME`` and ``TEMPORAL`` and may override ``_build_core`` / ``_embed``.
 """
 
@@ -23,7 +31,15 @@ from ray.rllib.utils.annotations import override
 
 from app.models.config import ModelConfig, parse_model_config
 from app.models.encoders import DictObsEncoder, Temporal
-from app.models.heads import PolicyHead, ValueHead, action_dist_cls, check_action_space
+from app.models.heads import (
+    PolicyHead,
+    ValueHead,
+    action_dist_cls,
+    check_action_space,
+    mask_components,
+    mask_logits,
+)
+from envs.core.observation import ACTION_MASK_KEY
 
 Batch = dict[str, Any]
 
@@ -56,6 +72,7 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         embed_dim = self._build_core(self.encoder.out_dim)
         self.pi_head = PolicyHead(embed_dim, self.action_space, self.cfg)
         self.vf_head = ValueHead(embed_dim, self.cfg)
+        self._mask_components = mask_components(self.action_space)
 
     @override(TorchRLModule)
     def train(self, mode: bool = True) -> TradingRLModule:
@@ -76,12 +93,21 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         """``batch`` -> (embeddings ``[*lead, D]``, STATE_OUT or None for stateless models)."""
         return self.encoder(batch[Columns.OBS]), None
 
+    def _policy_logits(self, batch: Batch, embeddings: torch.Tensor) -> torch.Tensor:
+        """``ACTION_DIST_INPUTS``, masked by the batch's ``action_mask`` if it has one."""
+        logits = self.pi_head(embeddings)
+        obs = batch[Columns.OBS]
+        components = self._mask_components  # None: continuous actions
+        if components is not None and isinstance(obs, dict) and ACTION_MASK_KEY in obs:
+            logits = mask_logits(logits, obs[ACTION_MASK_KEY], components)
+        return logits
+
     # -- forward passes -------------------------------------------------------------------
 
     @override(RLModule)
     def _forward(self, batch: Batch, **kwargs: Any) -> Batch:
         embeddings, state_out = self._embed(batch)
-        out: Batch = {Columns.ACTION_DIST_INPUTS: self.pi_head(embeddings)}
+        out: Batch = {Columns.ACTION_DIST_INPUTS: self._policy_logits(batch, embeddings)}
         if state_out is not None:
             out[Columns.STATE_OUT] = state_out
         return out
@@ -90,7 +116,7 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     def _forward_train(self, batch: Batch, **kwargs: Any) -> Batch:
         embeddings, state_out = self._embed(batch)
         out: Batch = {
-            Columns.ACTION_DIST_INPUTS: self.pi_head(embeddings),
+            Columns.ACTION_DIST_INPUTS: self._policy_logits(batch, embeddings),
             Columns.EMBEDDINGS: embeddings,
         }
         if state_out is not None:

@@ -14,7 +14,11 @@ built from the observation space, entry by entry (in the space's key order):
   (default) folds assets into the batch, embeds each asset's window with shared weights and
   concatenates the ``n_assets`` embeddings; ``asset_axis="features"`` folds assets into the
   feature axis, ``(window_bars, n_assets * n_features)``;
-* rank-1 entries named in ``sequence_keys`` are treated as ``(window_bars, 1)`` windows.
+* rank-1 entries named in ``sequence_keys`` are treated as ``(window_bars, 1)`` windows;
+* ``action_mask`` (:data:`~envs.core.observation.ACTION_MASK_KEY`) is NOT encoded: the policy
+  head applies it to the logits (:func:`app.models.heads.mask_logits`), and it is a function of
+  the position entries the encoder already sees. A module trained with or without a mask
+  therefore has the same encoder, weight for weight.
 
 The embeddings are concatenated, layer-normed and fused by an MLP. Inputs may carry any leading
 batch dims (``[B, ...]`` or ``[B, T, ...]``); they are flattened and restored around the layers.
@@ -31,6 +35,7 @@ import torch
 from torch import nn
 
 from app.models.config import ModelConfig
+from envs.core.observation import ACTION_MASK_KEY
 
 Temporal = Literal["flatten", "attention"]
 SINGLE_KEY = "obs"
@@ -161,6 +166,8 @@ class DictObsEncoder(nn.Module):
 
         concat_dim = 0
         for key, space in observation_space.spaces.items():
+            if key == ACTION_MASK_KEY:  # applied to the logits, not encoded (module docstring)
+                continue
             if not isinstance(space, gym.spaces.Box):
                 raise ValueError(f"observation entry {key!r}: expected a Box, got {space}")
             shape = tuple(int(s) for s in space.shape)

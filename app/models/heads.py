@@ -10,6 +10,11 @@ Action spaces (what the envs use):
   but not conditioned on the market, which is stabler early on). Actions are in RLlib's
   normalized [-1, 1] space (``normalize_actions=True`` rescales to the env's bounds).
 
+Action masks: where the observation holds ``action_mask`` (0 = the env ignores the action there),
+:func:`mask_logits` sets the logits of masked actions to the dtype's most negative finite value,
+so their probability is exactly 0 (never sampled, never the argmax) and a step with one valid
+action is a one-action distribution: log-prob 0, entropy 0, KL 0 and zero gradients, all finite.
+
 The final policy layer starts with small weights (``pi_init_std``), so initial logits are ~0 and
 the initial policy is near-uniform: entropy ~ log|A| for discrete spaces, and
 ``k * (0.5 * log(2 pi e) + initial_log_std)`` for the Gaussian.
@@ -92,6 +97,29 @@ def max_entropy_nats(action_space: gym.Space) -> float:
     if isinstance(action_space, gym.spaces.MultiDiscrete):
         return float(sum(math.log(int(n)) for n in action_space.nvec))
     raise ValueError(f"max entropy is defined for discrete action spaces, not {action_space}")
+
+
+def mask_components(action_space: gym.Space) -> tuple[int, ...] | None:
+    """Logit widths of the independent choices a mask applies to (``(n,)`` for ``Discrete(n)``,
+    ``nvec`` for ``MultiDiscrete``); None for continuous spaces (no mask)."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return (int(action_space.n),)
+    if isinstance(action_space, gym.spaces.MultiDiscrete):
+        return tuple(int(n) for n in action_space.nvec)
+    return None
+
+
+def mask_logits(logits: torch.Tensor, mask: torch.Tensor, components: tuple[int, ...]) -> torch.Tensor:
+    """``logits`` ``[*lead, sum(components)]`` with masked actions (``mask`` ``[*lead, ...]``,
+    0/1, flattened to the logits' width) set to ``finfo(dtype).min``. A choice with no valid
+    action at all (a zero-padded time step of a GRU batch) is left unmasked rather than made
+    degenerate."""
+    valid = mask.reshape(*logits.shape[:-1], -1) > 0.5
+    if valid.shape[-1] != logits.shape[-1]:
+        raise ValueError(f"action_mask: {valid.shape[-1]} entries per row for {logits.shape[-1]} logits")
+    parts = valid.split(list(components), dim=-1)
+    valid = torch.cat([p | ~p.any(dim=-1, keepdim=True) for p in parts], dim=-1)
+    return logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
 
 
 class PolicyHead(nn.Module):

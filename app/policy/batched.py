@@ -6,6 +6,11 @@ per-client or per-symbol state, like Serve's sessions or the trader, own it) or
 :meth:`BatchedPolicy.act` (the policy carries the state of its B envs itself: rollouts).
 Both give the same observation dict in, same distribution, same greedy rule, and the action
 distribution for every action space (:func:`action_probabilities`).
+
+The module sees the entries its observation space declares: an env that observes more (the
+``action_mask`` added after a module was trained without one) has the extra entries dropped,
+so a backtest feeds an old module what Serve builds for it (Serve builds from the module's
+space) and masks reach exactly the modules trained with them.
 """
 
 from __future__ import annotations
@@ -94,6 +99,8 @@ class BatchedPolicy:
         self.greedy = greedy
         self.with_values = with_values and hasattr(module, "vf_head")  # inference-only copies have none
         self.obs_transform = obs_transform
+        space = getattr(module, "observation_space", None)
+        self._obs_keys = frozenset(space.spaces) if isinstance(space, gym.spaces.Dict) else None
         self._torch = torch
         self._dist_cls = action_dist_cls(action_space)
         self._generator = torch.Generator().manual_seed(seed)
@@ -142,6 +149,8 @@ class BatchedPolicy:
         torch = self._torch
         if self.obs_transform is not None:
             obs = self.obs_transform(obs)
+        if self._obs_keys is not None and not self._obs_keys.issuperset(obs):
+            obs = {k: v for k, v in obs.items() if k in self._obs_keys}  # see the module docstring
         batch: dict[str, Any] = {"obs": {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in obs.items()}}
         if self.stateful:
             rows = len(next(iter(obs.values())))

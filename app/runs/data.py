@@ -135,7 +135,7 @@ def data_record(env_config: dict[str, Any], selection: DataSelection) -> dict[st
     window = {k.removesuffix("_ts_ns"): pd.Timestamp(env_config[k], tz="UTC").isoformat()
               if env_config.get(k) is not None else None for k in ("start_ts_ns", "end_ts_ns")}
     if not spec:  # a synthetic market
-        spec = {k: env_config[k] for k in ("synthetic", "market_seed") if k in env_config}
+        spec = {k: env_config[k] for k in ("synthetic", "market_seed", "synthetic_params") if k in env_config}
     return spec | window | {"selection": selection.model_dump(mode="json", exclude_none=True) or None}
 
 

@@ -39,6 +39,9 @@ class EngineConfig:
             windows on the fly each step (same function, slower).
         vector_info: the vector face returns per-env info arrays (RLlib converts them to B
             dicts each step; turn off for training throughput).
+        action_mask: observe ``action_mask`` (float32 0/1 per action: 0 where the env would
+            ignore the action, see each env's ``action_mask``). None (default): on for discrete
+            action spaces, off for continuous ones (which have no mask; True there is an error).
     """
 
     initial_cash_usd: float = 10_000.0
@@ -57,6 +60,7 @@ class EngineConfig:
     symbol_order: str = "random"
     precompute_max_mb: float = 512.0
     vector_info: bool = True
+    action_mask: bool | None = None
 
     def _fail(self, name: str, why: str) -> None:
         raise ValueError(f"{type(self).__name__}.{name}: {why}, got {getattr(self, name)!r}")
@@ -93,11 +97,21 @@ class EngineConfig:
             self._fail("end_ts_ns", "must be >= start_ts_ns")
         if self.symbol_order not in ("random", "sequential"):
             self._fail("symbol_order", "must be 'random' or 'sequential'")
+        if self.action_mask is not None and not isinstance(self.action_mask, bool):
+            self._fail("action_mask", "must be true, false or null (on for discrete action spaces)")
         if self.symbols is not None:
             if isinstance(self.symbols, str) or not all(isinstance(s, str) for s in self.symbols):
                 self._fail("symbols", "must be a tuple of symbol names")
             if len(self.symbols) == 0:
                 self._fail("symbols", "must not be empty")
+
+    def observes_action_mask(self, discrete: bool) -> bool:
+        """Whether the observation holds ``action_mask`` for an env whose action space is
+        ``discrete`` (or not): ``action_mask``, None meaning "when discrete"; True for a
+        continuous action space is a ValueError naming the field."""
+        if self.action_mask and not discrete:
+            self._fail("action_mask", "continuous action spaces have no action mask (use null or false)")
+        return discrete if self.action_mask is None else self.action_mask
 
     @property
     def cost_model(self) -> costs.CostModel:

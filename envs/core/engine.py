@@ -26,6 +26,8 @@ Extension points (CryptoFutures-v0, Portfolio-v0):
 * :attr:`Engine.STATE` / :meth:`Engine.initial_state` -- extra per-env state (margin, leverage).
 * ``_reward_<name>`` methods -- more rewards; :meth:`Engine.position_observation` -- more
   position fields; :meth:`Engine.info` -- more info keys.
+* :meth:`Engine.observe_action_mask` -- a discrete env passes its mask rule from its ``__init__``:
+  the observation holds ``action_mask`` (``config.action_mask``), a table lookup per step.
 * Portfolio: override :meth:`Engine.step` with state ``[B, A]`` for per-asset quantities and
   ``equity = cash + (qty * px).sum(-1)``, reusing :func:`~envs.core.costs.rebalance` (pass the
   total equity), the rewards, episodes, observations and autoreset. Its single face can wrap a
@@ -46,12 +48,16 @@ from typing import Any, TypeAlias
 import numpy as np
 from gymnasium import spaces as gym_spaces
 
-from envs.core import costs, rewards
+from envs.core import costs, rewards, spaces
 from envs.core.config import EngineConfig
 from envs.core.market import CLOSE, OPEN, MarketArrays
 from envs.core.observation import (
+    ACTION_MASK_KEY,
     POSITION_KEYS,
+    MaskRule,
     ObservationSpec,
+    action_mask_field,
+    action_mask_table,
     market_observation,
     position_observation,
     prepare_features,
@@ -148,6 +154,8 @@ class Engine:
         self.market, self.index, self.config, self.spec = market, index, config, spec
         self.num_envs, self.batched = int(num_envs), batched
         self.ops = ArrayOps if batched else ScalarOps
+        self._mask_table: np.ndarray | None = None  # observe_action_mask: [2, ...] flat/open rows
+        self._mask_rows: tuple[np.ndarray, ...] = ()  # the same rows for the scalar face
         self._fee_rate = config.fee_bps * costs.BPS
         self._slippage_rate = config.slippage_bps * costs.BPS
         self._buy_penalty, self._dsr_eta = config.buy_penalty, config.dsr_eta
@@ -406,6 +414,27 @@ class Engine:
             self.index_close, index_open1, index_close1, self._buy_penalty)
 
     # --- observations & info --------------------------------------------------------------
+    def observe_action_mask(self, rule: MaskRule | None, open_key: str) -> None:
+        """Observe ``action_mask`` if ``config.action_mask`` says so (None: if there is a ``rule``,
+        the env's ``EnvSpec.action_mask``; called after the spaces are set). The rule must depend
+        only on whether each position is open (``position[open_key]`` 0/1): it is tabulated once
+        (:func:`~envs.core.observation.action_mask_table`), looked up per step (per asset)."""
+        if not self.config.observes_action_mask(discrete=rule is not None) or rule is None:
+            self._mask_table, self._mask_rows = None, ()
+            return
+        table = action_mask_table(rule, open_key)
+        self._mask_table, self._mask_rows = table, tuple(table)
+        shape = (*np.shape(self.qty)[1:], *table.shape[1:])
+        self.single_observation_space = gym_spaces.Dict(
+            {**self.single_observation_space.spaces, **spaces.dict_space(action_mask_field(shape)).spaces})
+
+    def mask_observation(self) -> np.ndarray:
+        """``action_mask`` now: float32 ``[B, ...]`` (fresh), a read-only row in the scalar engine."""
+        if self.batched:
+            assert self._mask_table is not None
+            return self._mask_table.take(self.qty != 0.0, axis=0)
+        return self._mask_rows[1 if self.qty != 0.0 else 0]
+
     def position_observation(self) -> dict[str, np.ndarray]:
         if self.batched:
             return position_observation(self.qty != 0.0, self.bars_held, self.spec)
@@ -425,6 +454,8 @@ class Engine:
         else:
             obs = {k: v[0] for k, v in market_observation(self._base, np.array([rows])).items()}
         obs.update(self.position_observation())
+        if self._mask_table is not None:
+            obs[ACTION_MASK_KEY] = self.mask_observation()
         return obs
 
     def _observe_scalar(self) -> dict[str, np.ndarray]:
@@ -437,9 +468,12 @@ class Engine:
             obs = {}
             for k, t in self._table_items:  # a loop is cheaper than a comprehension on 3.11
                 obs[k] = t[r]
-        obs["owned"] = self._owned_rows[1 if self.qty != 0.0 else 0]
+        is_open = 1 if self.qty != 0.0 else 0
+        obs["owned"] = self._owned_rows[is_open]
         held = self.bars_held
         obs["bars_held"] = self._held_rows[held if held < self._n_held else -1]
+        if self._mask_rows:
+            obs[ACTION_MASK_KEY] = self._mask_rows[is_open]
         return obs
 
     # --- rendering (envs.core.render; never on the hot path) -------------------------------

@@ -21,7 +21,12 @@ Layout (``w = spec.window_bars``, all float32, oldest first, newest last):
   ``+-spec.funding_clip_bps``;
 * ``owned`` ``[1]`` (0/1) and ``bars_held`` ``[1]`` (bars since the position was opened, 0 flat).
   Futures envs replace ``owned`` by :data:`FUTURES_POSITION_KEYS`
-  (:func:`futures_position_observation`).
+  (:func:`futures_position_observation`);
+* ``action_mask`` (:data:`ACTION_MASK_KEY`, discrete action spaces, ``config.action_mask``)
+  ``[n_actions]`` (``[n_assets, n_choices]`` in a portfolio), float32 0/1: 0 where the env would
+  ignore the action in the current position. It is the env's mask rule (``EnvSpec.action_mask``)
+  applied to the position: the engines tabulate the rule once (:func:`action_mask_table`) and
+  look it up per step, the raw-bars builder applies it (:func:`action_mask_observation`).
 
 Prices are ``log(price / latest close)`` (the index relative to ITS latest close), clipped to
 ``+-spec.clip_log_ratio``. Before a series has ``w`` bars/periods the oldest one is repeated.
@@ -29,7 +34,9 @@ Prices are ``log(price / latest close)`` (the index relative to ITS latest close
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces as gym_spaces
@@ -49,6 +56,10 @@ HLOC = (HIGH, LOW, OPEN, CLOSE)
 PERIOD_NAMES = {"D": "daily", "W": "weekly", "M": "monthly", "H4": "4h"}
 POSITION_KEYS = ("owned", "bars_held")
 FUTURES_POSITION_KEYS = ("side", "size", "entry_distance", "unrealized_pnl", "margin_ratio")
+ACTION_MASK_KEY = "action_mask"
+#: an env's mask rule: position arrays ``[...]`` -> bool ``[..., *mask_shape]`` (True: the action
+#: does something there); see ``action_mask`` in each env module and ``EnvSpec.action_mask``
+MaskRule = Callable[[Mapping[str, Any]], np.ndarray]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,6 +256,30 @@ def position_observation(owned: np.ndarray, bars_held: np.ndarray, spec: Observa
     owned = np.asarray(owned).reshape(-1, 1)
     held = np.minimum(np.asarray(bars_held).reshape(-1, 1), spec.max_bars_held)
     return {"owned": owned.astype(np.float32), "bars_held": held.astype(np.float32)}
+
+
+def action_mask_field(shape: tuple[int, ...]) -> dict[str, tuple[tuple[int, ...], float, float]]:
+    """``{ACTION_MASK_KEY: (shape, 0, 1)}``: the mask's entry of an observation space."""
+    return {ACTION_MASK_KEY: (tuple(shape), 0.0, 1.0)}
+
+
+def action_mask_observation(rule: MaskRule, position: Mapping[str, Any], steps: int,
+                            shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """The ``action_mask`` entry for ``steps`` positions (client-side arrays, Serve, the
+    trader): ``rule(position)`` as float32 ``[steps, *shape]``."""
+    mask = np.asarray(rule(position), dtype=np.float32).reshape(steps, *shape)
+    return {ACTION_MASK_KEY: mask}
+
+
+def action_mask_table(rule: MaskRule, open_key: str) -> np.ndarray:
+    """``rule`` tabulated for a flat (row 0) and an open (row 1) position, read-only float32
+    ``[2, *row_shape]``: an engine observes ``table[position_is_open]`` (one gather per step,
+    per asset in a portfolio). Valid for rules that depend only on whether a position is open
+    (every env's rule; ``tests/unit/envs/test_action_mask.py`` checks the engines against the
+    rule at every step); ``open_key`` is the position key the rule reads (``owned``, ``qty``)."""
+    table = np.asarray(rule({open_key: np.array([0.0, 1.0])}), dtype=np.float32)
+    table.flags.writeable = False
+    return table
 
 
 def futures_position_fields(spec: ObservationSpec) -> dict[str, tuple[tuple[int, ...], float, float]]:

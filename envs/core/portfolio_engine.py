@@ -22,7 +22,10 @@ at the next open (a gap) is liquidated at the open instead, before any order fil
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces as gym_spaces
@@ -31,6 +34,7 @@ from envs.core import costs, spaces
 from envs.core.engine import Engine
 from envs.core.market import CLOSE, OPEN, VOLUME, MarketArrays
 from envs.core.observation import (
+    ACTION_MASK_KEY,
     POSITION_KEYS,
     market_observation,
     portfolio_position_fields,
@@ -111,6 +115,14 @@ def align_market(market: MarketArrays, symbols: tuple[str, ...]) -> Calendar:
     return Calendar(dense, cal.astype(np.int64), np.array(first, dtype=np.int64), live)
 
 
+def action_mask(position: Mapping[str, Any], *, n_choices: int) -> np.ndarray:
+    """Portfolio's mask rule (``envs.portfolio.action_mask``, ``EnvSpec.action_mask``): every
+    side of every asset is valid in every position (the held side is the no-op): bool
+    ``[..., n_assets, n_choices]`` of True for ``qty`` ``[..., n_assets]``."""
+    qty = np.asarray(position["qty"])
+    return np.ones((*qty.shape, n_choices), dtype=bool)
+
+
 class PortfolioEngine(Engine):
     """Steps ``num_envs`` portfolios of ``n_assets`` assets; see the module docstring.
 
@@ -166,6 +178,8 @@ class PortfolioEngine(Engine):
         self._layout3 = tuple((k, a, b, shape if len(shape) == 2 else (*shape, 1))
                               for k, (a, b, shape) in self._layout.items())
         self.single_observation_space, self.single_action_space = self._spaces()
+        self.observe_action_mask(None if self._continuous else partial(action_mask, n_choices=self._n_choices),
+                                 "qty")
 
     # --- data -----------------------------------------------------------------------------
     def _price_table(self, dense: MarketArrays) -> None:
@@ -392,6 +406,8 @@ class PortfolioEngine(Engine):
         obs.update(portfolio_position_observation(self.qty, self.close_usd, self.cash_usd, self.equity_usd,
                                                   self.bars_held, initial_cash_usd=self._initial,
                                                   max_leverage=self._lev, spec=self.spec))
+        if self._mask_table is not None:
+            obs[ACTION_MASK_KEY] = self.mask_observation()  # [B, A, n_choices]
         return obs
 
     def render_lines(self, i: int = 0) -> list[np.ndarray]:

@@ -11,7 +11,8 @@ config, observation_space)``) instead of switching on env ids or config classes:
 * ``min_history_bars`` (bars that make one observation) and :meth:`EnvSpec.full_history_bars`
   (bars that make it exact on a regular calendar, every observed period complete);
 * ``action_mask(position)``: which actions do something in that position (None for continuous
-  action spaces), see each env's ``action_mask``;
+  action spaces), see each env's ``action_mask``; when ``fields`` holds ``action_mask`` (the
+  env observes it, :func:`action_mask_fields`) ``build_observation`` adds it from the position;
 * ``build_observation(bars, position, index=None, initial_cash_usd=None)``: the env's
   observation at the last ``T`` bars from raw bars and ``T`` positions, through THE observation
   builder (:mod:`envs.core.observation`, via :mod:`envs.core.from_bars`);
@@ -26,13 +27,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
 from gymnasium import spaces as gym_spaces
 
 from envs.core.config import EngineConfig
-from envs.core.observation import ObservationSpec
+from envs.core.observation import (
+    ACTION_MASK_KEY,
+    MaskRule,
+    ObservationSpec,
+    action_mask_observation,
+)
 from envs.core.resample import period_ids
 
 KINDS = ("stock", "futures", "portfolio")
@@ -81,6 +88,12 @@ class EnvSpec:
             raise ValueError(f"EnvSpec.kind: must be one of {KINDS}, got {self.kind!r}")
         if self.size_key not in self.position_keys or "bars_held" not in self.position_keys:
             raise ValueError("EnvSpec.position_keys: must hold size_key and 'bars_held'")
+        if ACTION_MASK_KEY in self.fields:  # the mask is the rule on the client's position
+            if self.action_mask is None:
+                raise ValueError(f"EnvSpec.fields: {ACTION_MASK_KEY!r} needs an action_mask rule")
+            masked = partial(_build_with_mask, self.build_observation, self.action_mask,
+                             tuple(self.fields[ACTION_MASK_KEY]))
+            object.__setattr__(self, "build_observation", masked)  # frozen: set once, here
 
     @property
     def multi_asset(self) -> bool:
@@ -112,6 +125,25 @@ class EnvSpec:
         """Why observations at the last ``steps`` of ``bars`` may differ from the env's over a
         longer history; None when they are exact (see :func:`history_gap`)."""
         return history_gap(self.observation, bars, index, steps)
+
+
+def _build_with_mask(build: Callable[..., dict[str, np.ndarray]], rule: MaskRule, shape: tuple[int, ...],
+                     bars: Any, position: Position, index: Bars | None = None,
+                     initial_cash_usd: float | None = None) -> dict[str, np.ndarray]:
+    """``build``'s observation plus ``action_mask`` ``[T, *shape]`` from ``rule(position)``."""
+    obs = build(bars, position, index, initial_cash_usd)
+    steps = len(next(iter(obs.values())))
+    obs.update(action_mask_observation(rule, position, steps, shape))
+    return obs
+
+
+def action_mask_fields(config: EngineConfig, shapes: Mapping[str, tuple[int, ...]] | None,
+                       mask_shape: tuple[int, ...] | None) -> dict[str, tuple[int, ...]]:
+    """The ``action_mask`` field of an env's observation, ``{}`` without one: as the trained
+    module's observation space says when one is given (a module trained without a mask has
+    none), else as ``config.action_mask`` says. ``mask_shape`` None: continuous actions."""
+    on = ACTION_MASK_KEY in shapes if shapes is not None else config.observes_action_mask(mask_shape is not None)
+    return {ACTION_MASK_KEY: tuple(mask_shape)} if on and mask_shape is not None else {}
 
 
 def full_history_bars(spec: ObservationSpec) -> int:

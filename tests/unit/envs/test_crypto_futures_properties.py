@@ -219,7 +219,8 @@ def test_nothing_after_t_changes_anything_up_to_t(perp_market, kw):
 def test_env_observation_is_the_one_builder_on_the_bars_up_to_t(perp_market):
     """Serve and the trader call build_observation + futures_position_observation: same floats."""
     m = perp_market
-    env = CryptoFuturesEnv(m, episode_bars=60, leverage=5.0)
+    env = CryptoFuturesEnv(m, episode_bars=60, leverage=5.0,
+                           action_mask=False)  # the mask's parity: tests/unit/envs/test_action_mask.py
     env.reset(seed=3)
     spec, engine = env.engine.spec, env.engine
     for step in range(60):

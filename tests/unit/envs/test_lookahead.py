@@ -52,7 +52,8 @@ def synth():
 
 # Portfolio-v0 (MultiDiscrete/Box actions, many assets per step): test_portfolio_lookahead.py
 # CryptoFutures-v0 (episodes end at a liquidation; funding and mark arrays): test_crypto_futures_properties.py
-CASES = [(env_id, {}) for env_id in envs.ENV_IDS if env_id not in (envs.PORTFOLIO, envs.CRYPTO_FUTURES)]
+CASES = [(env_id, {}) for env_id in envs.ENV_IDS
+         if env_id not in (envs.PORTFOLIO, envs.CRYPTO_FUTURES, *envs.SYNTHETIC_PERP_IDS)]
 CASES += [(envs.STOCK_SWING, {"mode": mode, "reward": reward}) for mode in ("swing", "buy_only") for reward in REWARDS]
 CASES += [(envs.STOCK_SWING, {"mode": "swing", "precompute_max_mb": 0.0})]
 

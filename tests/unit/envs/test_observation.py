@@ -26,7 +26,8 @@ def test_env_observation_is_build_observation_on_the_bars_up_to_t(synth, precomp
     recent bars, as Serve passes, gives the same observation)."""
     m, idx = synth.market, synth.index
     env = StockSwingEnv(m, idx, mode="swing", precompute_max_mb=precompute_max_mb, episode_bars=None,
-                        random_start=False, start_ts_ns=int(m.ts_ns[start_bar]))
+                        random_start=False, start_ts_ns=int(m.ts_ns[start_bar]),
+                        action_mask=False)  # the mask's parity: tests/unit/envs/test_action_mask.py
     env.reset(seed=5)
     for step in range(40):
         obs, *_ = env.step(step % 3)

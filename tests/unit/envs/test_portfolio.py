@@ -319,7 +319,8 @@ def test_serve_builds_the_same_observation_from_plain_windows(synth, perpetual):
     m = synth.market
     rates = np.random.default_rng(3).normal(0.0, 2e-4, len(m.ts_ns)) if perpetual else None
     m = MarketArrays(m.symbols, m.offsets, m.ts_ns, m.ohlcv, rates)
-    env = PortfolioEnv(m, synth.index, n_assets=3, episode_bars=40, max_leverage=2.0)
+    env = PortfolioEnv(m, synth.index, n_assets=3, episode_bars=40, max_leverage=2.0,
+                       action_mask=False)  # the mask's parity: tests/unit/envs/test_action_mask.py
     env.action_space.seed(1)
     obs, info = env.reset(seed=8)
     assert ("funding_bps" in obs) == perpetual

@@ -17,7 +17,7 @@ from .helpers import market, series
      ("fee_bps", -1.0), ("slippage_bps", float("nan")), ("initial_cash_usd", 0.0),
      ("window_bars", 0), ("episode_bars", 0), ("warmup_bars", 10), ("buy_fraction", 1.5),
      ("symbol_order", "alphabetical"), ("symbols", "AAPL"), ("symbols", ()), ("dsr_eta", 0.0),
-     ("end_ts_ns", -5), ("clip_log_ratio", 0.0), ("synthetic", "noise"), ("market_seed", -1),
+     ("end_ts_ns", -5), ("clip_log_ratio", 0.0), ("synthetic", "bogus"), ("market_seed", -1),
      ("precompute_max_mb", float("inf")), ("episode_bars", True)],
 )
 def test_bad_config_names_the_field(field, value):

@@ -7,6 +7,10 @@ probabilities and value of the env-driven policy and of the backtest engine.
   saw), for the same symbols;
 * service: ``/v1/act``'s logic (:meth:`PolicyService.act`) on the bars up to that row and the
   position the env had there: stateless (MLP), a session stepped bar by bar, or a window replay (GRU).
+
+The observation includes the ``action_mask`` (the client sends only its position; the builder
+derives the mask), so masked policies agree everywhere too, and a module trained without a mask
+gets none anywhere.
 """
 
 from __future__ import annotations
@@ -19,13 +23,22 @@ import pytest
 from app.evaluation.backtest import backtest
 from app.policy.batched import BatchedPolicy
 from app.runs.env_factory import create_env
-from envs.core.observation import build_observation
+from envs.core.observation import ACTION_MASK_KEY, build_observation
 from serve.schemas import ActRequest
-from tests.unit.serve.helpers import ENV_ID, WINDOW, act_body, make_service, series_upto
+from tests.unit.serve.helpers import (
+    ENV_ID,
+    WINDOW,
+    act_body,
+    build_module,
+    make_service,
+    series_upto,
+)
+
+BUY_ONLY_ID = "raytrade/StockSwing-v0"
 
 
-def env_driven(module: Any, env_config: dict, symbol: str) -> list[dict]:
-    env = create_env(ENV_ID, env_config | {"episode_bars": None, "random_start": False})
+def env_driven(module: Any, env_config: dict, symbol: str, env_id: str = ENV_ID) -> list[dict]:
+    env = create_env(env_id, env_config | {"episode_bars": None, "random_start": False})
     policy = BatchedPolicy(module, env.action_space, 1, greedy=True, with_values=True)
     obs, info = env.reset(seed=0, options={"symbol": symbol})
     steps = []
@@ -39,8 +52,8 @@ def env_driven(module: Any, env_config: dict, symbol: str) -> list[dict]:
             return steps
 
 
-def backtest_records(module: Any, env_config: dict) -> dict[tuple[str, int], dict]:
-    table = backtest(module, ENV_ID, env_config, with_values=True).to_table().to_pandas()
+def backtest_records(module: Any, env_config: dict, env_id: str = ENV_ID) -> dict[tuple[str, int], dict]:
+    table = backtest(module, env_id, env_config, with_values=True).to_table().to_pandas()
     probs = sorted(c for c in table.columns if c.startswith("prob_"))
     return {(r.symbol, int(r.observation_id)): {"action": int(r.action), "value": float(r.value),
                                                  "probs": np.array([getattr(r, c) for c in probs])}
@@ -149,3 +162,48 @@ def test_a_window_of_complete_periods_gives_the_envs_observation(synth, env_conf
     with pytest.raises(Exception, match="require_full_history"):
         service.prepare(ActRequest.model_validate(body))
     assert WINDOW == 10
+
+
+def test_buy_only_forced_holds_are_masked_alike_in_env_backtest_and_serve(synth, env_config):
+    """buy_only: every bar of a hold is forced (buy is ignored): the mask says so in the env, the
+    backtest and Serve, the policy gives buy probability exactly 0 there, and the observation
+    (mask included) and action agree everywhere."""
+    config = env_config | {"mode": "buy_only", "horizon_bars": 4}
+    module = build_module(config, "mlp", env_id=BUY_ONLY_ID, seed=2)
+    service = make_service(module, config, env_id=BUY_ONLY_ID)
+    assert service.view.fields[ACTION_MASK_KEY] == (2,)
+    records = backtest_records(module, config, BUY_ONLY_ID)
+    forced = 0
+    for symbol in ("SYN0", "SYN1"):
+        steps = env_driven(module, config, symbol, BUY_ONLY_ID)
+        assert len({s["action"] for s in steps}) > 1
+        for step in steps:
+            where = f"{symbol} row {step['row']}"
+            mask = step["obs"][ACTION_MASK_KEY]
+            assert mask.tolist() == ([1.0, 0.0] if step["obs"]["owned"][0] else [1.0, 1.0]), where
+            assert (step["probs"][mask == 0] == 0).all(), where
+            forced += int(mask[1] == 0)
+            served = service.prepare(request(synth, symbol, step)).decisions[0].obs
+            assert served.keys() == step["obs"].keys()
+            for key, value in step["obs"].items():
+                np.testing.assert_array_equal(served[key][0], value, err_msg=f"{key} at {where}")
+            assert_same(records[(symbol, step["row"])], step, where, BATCHED)
+            assert_same(service.act(request(synth, symbol, step)).decisions[0], step, where)
+    assert forced > 20
+
+
+def test_a_module_trained_without_a_mask_gets_none_in_backtest_and_serve(synth, env_config):
+    """An old module (no mask in its observation space) whose experiment.yaml predates the
+    option: the env now observes a mask by default, the backtest's policy drops it, Serve
+    builds none; both act as the env without a mask does."""
+    old = env_config | {"action_mask": False}
+    module = build_module(old, "mlp", seed=3)
+    assert ACTION_MASK_KEY not in module.observation_space.spaces
+    service = make_service(module, env_config)
+    assert ACTION_MASK_KEY not in service.view.fields
+    records = backtest_records(module, env_config)
+    for symbol in ("SYN0", "SYN1"):
+        for step in env_driven(module, old, symbol):
+            where = f"{symbol} row {step['row']}"
+            assert_same(records[(symbol, step["row"])], step, where, BATCHED)
+            assert_same(service.act(request(synth, symbol, step)).decisions[0], step, where)
