@@ -49,6 +49,11 @@ class ModelConfig:
         layer_norm: LayerNorm over the concatenated entry embeddings before fusion; keeps the
             scale of the heads' inputs O(1) whatever the raw feature scales, which is what keeps
             the initial policy near-uniform.
+        obs_norm: standardize every observation element by a running mean and std
+            (:class:`~app.models.encoders.RunningNorm`), updated only in the learner's training
+            passes and stored in the module's state, so backtests and Serve apply exactly the
+            statistics the policy was trained with. Makes the newest bar's features (small log
+            ratios) as visible as the window's older, larger ones.
         input_symlog: apply ``sign(x) * log1p(|x|)`` to every observation value first. Near
             identity for log-ratio features (|x| << 1), compresses counts such as ``bars_held``
             or volume ratios that would otherwise dominate a Linear layer.
@@ -82,6 +87,7 @@ class ModelConfig:
     dropout: float = 0.0
     layer_norm: bool = True
     input_symlog: bool = True
+    obs_norm: bool = False
     asset_axis: str = "batch"
     sequence_keys: tuple[str, ...] = ()
     pi_init_std: float = 0.01
@@ -108,7 +114,7 @@ class ModelConfig:
 
 _COMMON_KEYS = frozenset({
     "embed_dim", "fusion_hiddens", "head_hiddens", "activation", "dropout", "layer_norm",
-    "input_symlog", "asset_axis", "sequence_keys", "pi_init_std", "initial_log_std",
+    "input_symlog", "obs_norm", "asset_axis", "sequence_keys", "pi_init_std", "initial_log_std",
 })
 MODEL_CONFIG_KEYS: dict[str, frozenset[str]] = {
     "mlp": _COMMON_KEYS,
@@ -217,6 +223,7 @@ def parse_model_config(name: str, raw: Mapping[str, Any] | Any | None) -> ModelC
         dropout=_float("dropout", g.get("dropout", d.dropout), 0.0, 1.0, high_open=True),
         layer_norm=_bool("layer_norm", g.get("layer_norm", d.layer_norm)),
         input_symlog=_bool("input_symlog", g.get("input_symlog", d.input_symlog)),
+        obs_norm=_bool("obs_norm", g.get("obs_norm", d.obs_norm)),
         asset_axis=_choice("asset_axis", g.get("asset_axis", d.asset_axis), ASSET_AXIS_MODES),
         sequence_keys=_str_tuple("sequence_keys", g.get("sequence_keys", d.sequence_keys)),
         pi_init_std=_float("pi_init_std", g.get("pi_init_std", d.pi_init_std), 0.0, 10.0),

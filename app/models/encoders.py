@@ -68,6 +68,42 @@ def symlog(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.log1p(torch.abs(x))
 
 
+class RunningNorm(nn.Module):
+    """Per-element running standardization of one observation entry.
+
+    Buffers (saved with the module, so every consumer of a checkpoint applies the same
+    statistics): ``mean``, ``var`` and ``count``, merged batch by batch with Chan et al.'s
+    parallel update. Statistics change only in :meth:`update`, which the encoder calls in
+    training passes with gradients enabled (the learner); sampling, backtests and Serve run
+    without gradients and only read them. Outputs are clipped to ``[-clip, clip]``.
+    """
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.clip, self.eps = clip, eps
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("var", torch.ones(shape))
+        self.register_buffer("count", torch.tensor(0.0))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Merge the statistics of ``x`` ``[N, *shape]`` into the running ones."""
+        n = float(x.shape[0])
+        if n == 0:
+            return
+        batch_mean = x.mean(0)
+        batch_var = x.var(0, unbiased=False)
+        total = self.count + n
+        delta = batch_mean - self.mean
+        m2 = self.var * self.count + batch_var * n + delta.square() * self.count * n / total
+        self.mean += delta * n / total
+        self.var.copy_(m2 / total)
+        self.count.fill_(float(total))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / torch.sqrt(self.var + self.eps)).clamp(-self.clip, self.clip)
+
+
 class FlattenWindowEmbed(nn.Module):
     """``[N, window_bars, n_features] -> [N, embed_dim]`` by flatten + Linear + act."""
 
@@ -152,6 +188,8 @@ class DictObsEncoder(nn.Module):
                 f"observation space must be a Dict of Boxes (or a Box), got {observation_space}"
             )
         self.symlog = cfg.input_symlog
+        self.obs_norm = nn.ModuleDict() if cfg.obs_norm else None
+        self._norm_names: dict[str, str] = {}
         self.asset_axis = cfg.asset_axis
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.flat_keys: list[str] = []
@@ -172,6 +210,9 @@ class DictObsEncoder(nn.Module):
                 raise ValueError(f"observation entry {key!r}: expected a Box, got {space}")
             shape = tuple(int(s) for s in space.shape)
             self.shapes[key] = shape
+            if self.obs_norm is not None:
+                norm_name = self._norm_names[key] = _module_name(key, set(self.obs_norm.keys()))
+                self.obs_norm[norm_name] = RunningNorm(shape)
             if len(shape) <= 1 and key not in cfg.sequence_keys:
                 self.flat_keys.append(key)
                 continue
@@ -229,7 +270,13 @@ class DictObsEncoder(nn.Module):
                 f"(leading dims {lead}), got {tuple(x.shape)}"
             )
         x = x.float().reshape(-1, *shape)
-        return symlog(x) if self.symlog else x
+        x = symlog(x) if self.symlog else x
+        if self.obs_norm is not None:
+            norm = self.obs_norm[self._norm_names[key]]
+            if self.training and torch.is_grad_enabled():  # the learner's training pass
+                norm.update(x)
+            x = norm(x)
+        return x
 
     def forward(self, obs: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
         """``obs`` entries ``[*lead, *shape]`` -> fused embedding ``[*lead, out_dim]``."""
