@@ -221,15 +221,20 @@ def regimes(u: np.ndarray, p_switch: float) -> np.ndarray:
     return (u[:1] < 0.5) ^ (np.cumsum(switches, axis=0) % 2 == 1)
 
 
+def vol_regimes(kind: str, stream: np.random.Generator, n: int, s: int,
+                p: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """``(high_vol, sigma)`` ``[n, s]``: the hidden volatility regime of a ``regime`` market (calm
+    elsewhere) and each bar's volatility."""
+    if kind != "regime":
+        return np.zeros((n, s), dtype=bool), np.full((n, s), p["vol"])
+    high_vol = regimes(stream.random((n, s)), p["p_switch"])
+    return high_vol, np.where(high_vol, p["vol_high"], p["vol_low"])
+
+
 def _event_stock(kind: str, rs: list[np.random.Generator], n: int, s: int, p: dict[str, float]):
     """Log closes, bar sigma, expected per-bar log return, events, entries, oracle position."""
     horizon = int(p["horizon_bars"])
-    high_vol = np.zeros((n, s), dtype=bool)
-    if kind == "regime":
-        high_vol = regimes(rs[6].random((n, s)), p["p_switch"])
-        sigma = np.where(high_vol, p["vol_high"], p["vol_low"])
-    else:
-        sigma = np.full((n, s), p["vol"])
+    high_vol, sigma = vol_regimes(kind, rs[6], n, s, p)
     events = sample_events(rs[2].random((n, s)), p["event_rate"], horizon)
     if kind == "noise":
         amount, mean_amount = np.zeros((n, s)), 0.0

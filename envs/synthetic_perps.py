@@ -31,11 +31,11 @@ from envs.synthetic_edges import (
     pattern_days,
     plant_patterns,
     planted_drift,
-    regimes,
     sample_events,
     streams,
     to_prices,
     trailing_sum,
+    vol_regimes,
 )
 
 PERP_EDGE_KINDS = ("rare_event", "regime", "noise")
@@ -57,12 +57,7 @@ def generate_perp_edge(kind: str, seed: int, n_symbols: int, n_bars: int, zero_v
     n, s = n_bars, n_symbols
     rs = streams(seed, 11)
     horizon = int(p["horizon_bars"])
-    high_vol = np.zeros((n, s), dtype=bool)
-    if kind == "regime":
-        high_vol = regimes(rs[6].random((n, s)), p["p_switch"])
-        sigma = np.where(high_vol, p["vol_high"], p["vol_low"])
-    else:
-        sigma = np.full((n, s), p["vol"])
+    high_vol, sigma = vol_regimes(kind, rs[6], n, s, p)
     events = sample_events(rs[2].random((n, s)), p["event_rate"], horizon)
     side = np.where(rs[10].random((n, s)) < 0.5, 1.0, -1.0)  # the pattern's direction, every bar
     if kind == "noise":
