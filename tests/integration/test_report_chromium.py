@@ -92,8 +92,8 @@ def test_browser_displays_every_plot_and_the_tables(report, tmp_path):
     assert sum(i.startswith("fig-price-") for i in ids) == 3
     for img in images:  # decoded by the browser and laid out on the page
         assert img["complete"] and img["w"] > 0 and img["h"] > 0 and img["shown"] > 300, img
-    assert json.loads(body["sections"]) == ["headline", "equity", "drawdowns", "prices", "returns",
-                                            "actions", "metrics"]
+    assert json.loads(body["sections"]) == ["headline", "caveats", "equity", "drawdowns", "prices",
+                                            "returns", "actions", "metrics"]
     assert int(body["headline-rows"]) == 6  # agent / buy & hold / index x PORTFOLIO / ALL
     assert int(body["metrics-rows"]) == 6 + 3 * 5 and int(body["metrics-cols"]) > 20
     assert json.loads(body["resources"]) == [], "the report fetched something"
