@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                       tracker, params=vars(args) | {"cells": len(cells)})
         rows, agg = suite.run()
     finally:
-        ray.shutdown()  # the instance this process started (never `ray stop`)
+        ray.shutdown()  # only the instance this process started, nothing else on the machine
     console = Console(width=200)
     if agg.empty:
         console.print("[red]no cell finished[/red]")
