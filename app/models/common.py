@@ -14,6 +14,26 @@ action the env would ignore, and PPO's log-probs, entropy and KL on forced steps
 are those of a one-action distribution: 0, with no gradient. A batch without a mask (modules
 trained before masks, ``action_mask: false``) is not masked.
 
+Exploration temperature (:attr:`TradingRLModule.exploration_temperature`, set on the env
+runners' copies by the exploration bandit, :mod:`app.training.exploration`): ``forward_exploration``
+samples actions from the tempered policy ``pi_T ~ pi^(1/T)`` (logits / T for discrete spaces, masked
+actions staying masked; std * sqrt(T) for the Gaussian), one temperature per batch row (= per
+sub-env) or one for all. At the default T = 1 it is exactly ``_forward`` (RLlib samples). Otherwise
+the module samples itself and returns:
+
+* ``ACTIONS`` ~ pi_T and ``ACTION_LOGP = log pi_T(a)``: the log-prob of the distribution that
+  actually sampled the action (the behaviour policy). PPO's ratio is then
+  ``pi_theta(a) / pi_T(a)``: an importance-sampling correction for the off-policy data, clipped
+  to ``[1 - clip, 1 + clip]`` like any ratio. At the start of an update the ratio is not 1: for
+  T > 1, greedy actions have ratio > 1 (clipped when their advantage is positive: no push
+  further up) and exploratory ones < 1 (a positive advantage still pulls them up, weighted by
+  the ratio). APPO's V-trace reads the same behaviour log-prob, as it should.
+* ``ACTION_DIST_INPUTS``: the *untempered* masked logits of pi. The learner's KL penalty compares
+  the new policy with these; recording the tempered ones would make the KL term pull the policy
+  towards pi_T (more entropy for T > 1) and inflate the adaptive KL coefficient.
+
+``_forward`` (inference: backtests, Serve, validation) and ``_forward_train`` never temper.
+
 Subclasses set ``MODEL_NAME`` and ``TEMPORAL`` and may override ``_build_core`` / ``_embed``.
 """
 
@@ -21,6 +41,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import gymnasium as gym
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.distribution import Distribution
@@ -42,6 +63,30 @@ from app.models.heads import (
 from envs.core.observation import ACTION_MASK_KEY
 
 Batch = dict[str, Any]
+#: a temperature for all rows, or one per batch row (a 1-D tensor of the batch's leading size)
+Temperature = float | torch.Tensor
+
+
+def temper_dist_inputs(inputs: torch.Tensor, temperature: Temperature, action_space: gym.Space) -> torch.Tensor:
+    """``ACTION_DIST_INPUTS`` of ``pi^(1/T)`` (renormalized): discrete logits / T, with masked
+    logits (``finfo.min``) left exactly as they are (T < 1 would overflow them to -inf); for a
+    ``Box`` space the Gaussian's log std + log(T) / 2 (N(mu, s^2)^(1/T) ~ N(mu, T s^2)).
+
+    ``temperature`` is a positive number or a tensor ``[B]`` for inputs ``[B, ..., D]``."""
+    t = torch.as_tensor(temperature, dtype=inputs.dtype, device=inputs.device)
+    if t.ndim == 1:
+        if t.shape[0] != inputs.shape[0]:
+            raise ValueError(f"exploration_temperature has {t.shape[0]} entries for a batch of {inputs.shape[0]} rows")
+        t = t.reshape(-1, *([1] * (inputs.ndim - 1)))
+    elif t.ndim != 0:
+        raise ValueError(f"exploration_temperature must be a number or a 1-D tensor, got shape {tuple(t.shape)}")
+    if not bool(torch.all(torch.isfinite(t) & (t > 0))):
+        raise ValueError(f"exploration_temperature must be finite and > 0, got {temperature}")
+    if isinstance(action_space, gym.spaces.Box):
+        mean, log_std = inputs.chunk(2, dim=-1)
+        return torch.cat([mean, log_std + 0.5 * torch.log(t).expand_as(log_std)], dim=-1)
+    masked = inputs == torch.finfo(inputs.dtype).min
+    return torch.where(masked, inputs, inputs / t)
 
 
 class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
@@ -58,6 +103,10 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     MODEL_NAME: ClassVar[str] = ""
     TEMPORAL: ClassVar[Temporal] = "flatten"
+    #: sampling temperature of ``forward_exploration`` only (see the module docstring): a number,
+    #: or a tensor ``[B]`` with one per batch row (per sub-env). A plain attribute, not a buffer:
+    #: it is no part of the weights, the state or the checkpoints.
+    exploration_temperature: Temperature = 1.0
 
     @override(RLModule)
     def setup(self) -> None:
@@ -121,6 +170,23 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         }
         if state_out is not None:
             out[Columns.STATE_OUT] = state_out
+        return out
+
+    @override(TorchRLModule)
+    def _forward_exploration(self, batch: Batch, **kwargs: Any) -> Batch:
+        """``_forward`` at temperature 1; otherwise actions sampled from the tempered policy (see
+        the module docstring: behaviour log-probs, untempered ``ACTION_DIST_INPUTS``)."""
+        with torch.no_grad():
+            out = self._forward(batch, **kwargs)
+            temperature = self.exploration_temperature
+            if not isinstance(temperature, torch.Tensor) and float(temperature) == 1.0:
+                return out
+            inputs = out[Columns.ACTION_DIST_INPUTS]
+            dist = self.get_exploration_action_dist_cls().from_logits(
+                temper_dist_inputs(inputs, temperature, self.action_space))
+            actions = dist.sample()
+            out[Columns.ACTIONS] = actions
+            out[Columns.ACTION_LOGP] = dist.logp(actions)
         return out
 
     @override(ValueFunctionAPI)

@@ -61,6 +61,10 @@ class ModelConfig:
             every asset's window with SHARED weights and concatenates the per-asset embeddings
             (parameters independent of n_assets, asset identity kept by position);
             ``"features"`` folds assets into features, ``(window_bars, n_assets * n_features)``.
+        bar_embed: ``"flatten"`` windows only: when > 0, every bar of a window first goes through
+            ONE shared ``Linear(n_features, bar_embed) -> act`` (the same weights at every
+            position: a pattern in a bar is recognised wherever it is in the window, e.g. an
+            event bar k days into a hold), then flatten + Linear as usual. 0: off.
         sequence_keys: rank-1 entries to treat as a ``(window_bars, 1)`` window (e.g. a volume
             window of shape ``(w,)``) instead of a flat feature vector.
         pi_init_std: std of the final policy layer's weights; small so initial logits are ~0
@@ -90,6 +94,7 @@ class ModelConfig:
     obs_norm: bool = False
     asset_axis: str = "batch"
     sequence_keys: tuple[str, ...] = ()
+    bar_embed: int = 0
     pi_init_std: float = 0.01
     initial_log_std: float = 0.0
     gru_hidden: int = 128
@@ -115,6 +120,7 @@ class ModelConfig:
 _COMMON_KEYS = frozenset({
     "embed_dim", "fusion_hiddens", "head_hiddens", "activation", "dropout", "layer_norm",
     "input_symlog", "obs_norm", "asset_axis", "sequence_keys", "pi_init_std", "initial_log_std",
+    "bar_embed",
 })
 MODEL_CONFIG_KEYS: dict[str, frozenset[str]] = {
     "mlp": _COMMON_KEYS,
@@ -226,6 +232,7 @@ def parse_model_config(name: str, raw: Mapping[str, Any] | Any | None) -> ModelC
         obs_norm=_bool("obs_norm", g.get("obs_norm", d.obs_norm)),
         asset_axis=_choice("asset_axis", g.get("asset_axis", d.asset_axis), ASSET_AXIS_MODES),
         sequence_keys=_str_tuple("sequence_keys", g.get("sequence_keys", d.sequence_keys)),
+        bar_embed=_int("bar_embed", g.get("bar_embed", d.bar_embed), 0),
         pi_init_std=_float("pi_init_std", g.get("pi_init_std", d.pi_init_std), 0.0, 10.0),
         initial_log_std=_float(
             "initial_log_std", g.get("initial_log_std", d.initial_log_std), LOG_STD_MIN, LOG_STD_MAX

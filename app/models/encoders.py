@@ -105,14 +105,20 @@ class RunningNorm(nn.Module):
 
 
 class FlattenWindowEmbed(nn.Module):
-    """``[N, window_bars, n_features] -> [N, embed_dim]`` by flatten + Linear + act."""
+    """``[N, window_bars, n_features] -> [N, embed_dim]`` by flatten + Linear + act; with
+    ``cfg.bar_embed > 0`` a shared per-bar ``Linear -> act`` first (see ModelConfig)."""
 
     def __init__(self, window_bars: int, n_features: int, cfg: ModelConfig) -> None:
         super().__init__()
+        self.bar: nn.Module | None = None
+        if cfg.bar_embed > 0:
+            self.bar, n_features = build_mlp(n_features, (cfg.bar_embed,), cfg.activation, 0.0)
         self.net, self.out_dim = build_mlp(window_bars * n_features, (cfg.embed_dim,),
                                            cfg.activation, cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bar is not None:
+            x = self.bar(x)
         return self.net(x.flatten(1))
 
 

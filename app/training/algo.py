@@ -34,14 +34,25 @@ def training_kwargs(spec: AlgoSpec) -> dict[str, Any]:
 
 def build_algorithm_config(exp: Experiment, *, env_name: str, env_config: dict[str, Any],
                            callbacks: type | None = None):
-    """RLlib ``PPOConfig``/``APPOConfig`` for ``exp``, ready for ``.build_algo()`` or Tune."""
+    """RLlib ``PPOConfig``/``APPOConfig``/``DQNConfig`` for ``exp``, ready for ``.build_algo()``
+    or Tune. DQN's arguments and Q-module come from :mod:`app.training.dqn_config`."""
     from ray.rllib.algorithms.appo import APPOConfig
     from ray.rllib.algorithms.ppo import PPOConfig
 
     from app.models import module_spec
 
     res = exp.resources
-    config_cls = {"PPO": PPOConfig, "APPO": APPOConfig}[exp.algorithm.name]
+    if exp.algorithm.name == "DQN":
+        from ray.rllib.algorithms.dqn import DQNConfig
+
+        from app.training.dqn_config import dqn_module_spec, dqn_training_kwargs
+
+        config_cls: Any = DQNConfig
+        algo_kwargs, rl_module_spec = dqn_training_kwargs(exp), dqn_module_spec(exp)
+    else:
+        config_cls = {"PPO": PPOConfig, "APPO": APPOConfig}[exp.algorithm.name]
+        algo_kwargs = training_kwargs(exp.algorithm)
+        rl_module_spec = module_spec(exp.model.name, exp.model.config)
     config = (
         config_cls()
         .api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
@@ -60,14 +71,23 @@ def build_algorithm_config(exp: Experiment, *, env_name: str, env_config: dict[s
             num_cpus_per_learner=res.num_cpus_per_learner if res.num_learners else "auto",
             custom_resources_per_learner=dict(res.custom_resources_per_learner),
         )
-        .training(**training_kwargs(exp.algorithm))
-        .rl_module(rl_module_spec=module_spec(exp.model.name, exp.model.config))
+        .training(**algo_kwargs)
+        .rl_module(rl_module_spec=rl_module_spec)
         .debugging(seed=exp.seed)
         .reporting(metrics_num_episodes_for_smoothing=20)
         .fault_tolerance(restart_failed_env_runners=True)
     )
+    if exp.algorithm.name == "PPO" and exp.algorithm.decision_gae:
+        from app.training.decision_gae import DecisionPPOTorchLearner
+
+        config = config.training(learner_class=DecisionPPOTorchLearner,
+                                 learner_config_dict={"reward_scale": exp.algorithm.reward_scale})
     if callbacks is not None:
         config = config.callbacks(callbacks)
+    if exp.algorithm.name == "DQN":
+        from app.training.dqn_config import dqn_callbacks
+
+        config = config.callbacks(**dqn_callbacks())
     return config
 
 

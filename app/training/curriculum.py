@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from app.config.schema import CurriculumConfig, PromotionRule
+from app.config.schema import CurriculumConfig, ExplorationConfig, PromotionRule
 from app.training.callbacks import TradingCallbacks
 from app.training.results import flatten_result
 
@@ -282,10 +282,23 @@ class CurriculumCallbacks(TradingCallbacks):
                  list(env_runner_indices))
 
 
-def make_callbacks(periods_per_year: float, curriculum: CurriculumConfig | None = None) -> type[TradingCallbacks]:
+def make_callbacks(periods_per_year: float, curriculum: CurriculumConfig | None = None,
+                   exploration: ExplorationConfig | None = None) -> type[TradingCallbacks]:
     """A TradingCallbacks subclass carrying this run's settings (RLlib instantiates it bare);
-    with a ``curriculum``, a :class:`CurriculumCallbacks` (one class per run)."""
+    with a ``curriculum``, a :class:`CurriculumCallbacks`; with ``exploration.bandit``, also a
+    :class:`~app.training.exploration.BanditExplorationCallbacks` (mixed in first: every hook
+    of both calls ``super()``). One class per run."""
     attrs: dict[str, Any] = {"periods_per_year": float(periods_per_year)}
-    if curriculum is None:
-        return type("RunTradingCallbacks", (TradingCallbacks,), attrs)
-    return type("RunCurriculumCallbacks", (CurriculumCallbacks,), attrs | {"curriculum": curriculum})
+    bases: list[type[TradingCallbacks]] = []
+    name = "Run"
+    if exploration is not None and exploration.bandit:
+        from app.training.exploration import BanditExplorationCallbacks
+
+        bases.append(BanditExplorationCallbacks)
+        attrs["exploration"] = exploration
+        name += "Bandit"
+    if curriculum is not None:
+        bases.append(CurriculumCallbacks)
+        attrs["curriculum"] = curriculum
+        name += "Curriculum"
+    return type(f"{name}Callbacks" if bases else "RunTradingCallbacks", tuple(bases) or (TradingCallbacks,), attrs)

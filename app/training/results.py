@@ -17,8 +17,8 @@ LEARNER_KEYS = ("total_loss", "policy_loss", "vf_loss", "entropy", "mean_kl_loss
                 "gradients_default_optimizer_global_norm", "vf_explained_var",
                 "default_optimizer_learning_rate", "curr_entropy_coeff")
 RUNNER_KEYS = ("episode_return_mean", "episode_len_mean", "num_episodes")
-#: metric groups logged by our env-runner callbacks
-CALLBACK_GROUPS = ("trading", "actions")
+#: metric groups logged by our env-runner callbacks (``bandit``: :mod:`app.training.exploration`)
+CALLBACK_GROUPS = ("trading", "actions", "bandit")
 
 
 def flatten_result(result: Mapping[str, Any]) -> dict[str, float]:

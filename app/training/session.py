@@ -51,7 +51,8 @@ class TrainingSession:
         torch.set_num_threads(1)
         self.exp = exp
         self.data = data if data is not None else resolve_run_data(exp)
-        callbacks = make_callbacks(self.data.periods_per_year, curriculum=exp.curriculum)
+        callbacks = make_callbacks(self.data.periods_per_year, curriculum=exp.curriculum,
+                                   exploration=exp.exploration)
         config = build_algorithm_config(exp, env_name=rllib_env_name(exp.env.id),
                                         env_config=self.data.train_env_config, callbacks=callbacks)
         self.algo = config.build_algo()

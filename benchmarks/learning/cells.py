@@ -98,7 +98,7 @@ def cell_raw(cell: Cell, budget: Budget, *, out_dir: Path, mlflow_uri: str,
             raise ConfigError(f"algorithm preset {cell.algo!r}: not in {ALGOS_FILE} (have {sorted(known)})")
         preset = known[cell.algo]
     raw = copy.deepcopy(template)
-    for section in ("model", "algorithm", "resources"):
+    for section in ("model", "algorithm", "resources", "exploration"):
         if section in preset:
             raw[section] = copy.deepcopy(preset[section])
     env = raw["env"]
@@ -110,7 +110,8 @@ def cell_raw(cell: Cell, budget: Budget, *, out_dir: Path, mlflow_uri: str,
             form = known_forms[cell.form]
         market = {k: v for k, v in env.get("config", {}).items() if k in MARKET_KEYS}
         env = raw["env"] = {"id": form["id"], "config": dict(form.get("config", {})) | market}
-    env.setdefault("config", {})["market_seed"] = MARKET_SEED_STRIDE * cell.seed
+    env.setdefault("config", {}).update(copy.deepcopy(preset.get("env_config", {})))  # e.g. buy_penalty
+    env["config"]["market_seed"] = MARKET_SEED_STRIDE * cell.seed
     raw["name"] = f"learn_{cell.name}"
     raw["seed"] = cell.seed
     raw["stopping"] = {"env_steps": budget.env_steps, "iterations": None}
