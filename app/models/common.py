@@ -121,6 +121,9 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         embed_dim = self._build_core(self.encoder.out_dim)
         self.pi_head = PolicyHead(embed_dim, self.action_space, self.cfg)
         self.vf_head = ValueHead(embed_dim, self.cfg)
+        # a separate critic encoder (share_encoder: false; stateless models: embed_dim == out_dim)
+        self.vf_encoder = (None if self.cfg.share_encoder
+                           else DictObsEncoder(self.observation_space, self.cfg, self.TEMPORAL))
         self._mask_components = mask_components(self.action_space)
 
     @override(TorchRLModule)
@@ -196,6 +199,8 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         PPO's loss passes ``embeddings`` from ``_forward_train``; the GAE connector passes none
         (then the encoder runs, with ``STATE_IN`` for the GRU).
         """
+        if self.vf_encoder is not None:  # its own encoder: the policy's embeddings do not apply
+            return self.vf_head(self.vf_encoder(batch[Columns.OBS]))
         if embeddings is None:
             embeddings, _ = self._embed(batch)
         return self.vf_head(embeddings)
@@ -216,4 +221,4 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     @override(InferenceOnlyAPI)
     def get_non_inference_attributes(self) -> list[str]:
-        return ["vf_head"]
+        return ["vf_head", "vf_encoder"]

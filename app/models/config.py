@@ -61,6 +61,10 @@ class ModelConfig:
             every asset's window with SHARED weights and concatenates the per-asset embeddings
             (parameters independent of n_assets, asset identity kept by position);
             ``"features"`` folds assets into features, ``(window_bars, n_assets * n_features)``.
+        share_encoder: the value head reads the policy's encoder (one forward pass, RLlib's
+            default PPO layout with shared layers). ``False``: the value function has its own
+            encoder (CleanRL's separate actor and critic), so a noisy return regression cannot
+            drag the policy's features around; stateless models only (mlp, attention).
         bar_embed: ``"flatten"`` windows only: when > 0, every bar of a window first goes through
             ONE shared ``Linear(n_features, bar_embed) -> act`` (the same weights at every
             position: a pattern in a bar is recognised wherever it is in the window, e.g. an
@@ -95,6 +99,7 @@ class ModelConfig:
     asset_axis: str = "batch"
     sequence_keys: tuple[str, ...] = ()
     bar_embed: int = 0
+    share_encoder: bool = True
     pi_init_std: float = 0.01
     initial_log_std: float = 0.0
     gru_hidden: int = 128
@@ -120,7 +125,7 @@ class ModelConfig:
 _COMMON_KEYS = frozenset({
     "embed_dim", "fusion_hiddens", "head_hiddens", "activation", "dropout", "layer_norm",
     "input_symlog", "obs_norm", "asset_axis", "sequence_keys", "pi_init_std", "initial_log_std",
-    "bar_embed",
+    "bar_embed", "share_encoder",
 })
 MODEL_CONFIG_KEYS: dict[str, frozenset[str]] = {
     "mlp": _COMMON_KEYS,
@@ -233,6 +238,7 @@ def parse_model_config(name: str, raw: Mapping[str, Any] | Any | None) -> ModelC
         asset_axis=_choice("asset_axis", g.get("asset_axis", d.asset_axis), ASSET_AXIS_MODES),
         sequence_keys=_str_tuple("sequence_keys", g.get("sequence_keys", d.sequence_keys)),
         bar_embed=_int("bar_embed", g.get("bar_embed", d.bar_embed), 0),
+        share_encoder=_bool("share_encoder", g.get("share_encoder", d.share_encoder)),
         pi_init_std=_float("pi_init_std", g.get("pi_init_std", d.pi_init_std), 0.0, 10.0),
         initial_log_std=_float(
             "initial_log_std", g.get("initial_log_std", d.initial_log_std), LOG_STD_MIN, LOG_STD_MAX
@@ -246,6 +252,9 @@ def parse_model_config(name: str, raw: Mapping[str, Any] | Any | None) -> ModelC
         attn_pool=_choice("attn_pool", g.get("attn_pool", d.attn_pool), ATTN_POOLS),
         model_name=name,
     )
+    if name == "gru" and not cfg.share_encoder:
+        raise ValueError("model_config['share_encoder']: the GRU's value head reads the recurrent "
+                         "core's output; a separate encoder (share_encoder: false) is for mlp/attention")
     if name == "attention" and cfg.attn_dim % cfg.attn_heads:
         raise ValueError(
             f"model_config['attn_heads']: attn_dim={cfg.attn_dim} must be divisible by "

@@ -15,7 +15,9 @@ from typing import Any
 
 LEARNER_KEYS = ("total_loss", "policy_loss", "vf_loss", "entropy", "mean_kl_loss",
                 "gradients_default_optimizer_global_norm", "vf_explained_var",
-                "default_optimizer_learning_rate", "curr_entropy_coeff")
+                "default_optimizer_learning_rate", "curr_entropy_coeff",
+                # DQN's learner (app.training.dqn_config): Q-loss, Q-values, TD errors
+                "qf_loss", "qf_mean", "qf_max", "qf_min", "td_error_mean")
 RUNNER_KEYS = ("episode_return_mean", "episode_len_mean", "num_episodes")
 #: metric groups logged by our env-runner callbacks (``bandit``: :mod:`app.training.exploration`)
 CALLBACK_GROUPS = ("trading", "actions", "bandit")

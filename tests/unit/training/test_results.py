@@ -68,3 +68,13 @@ def test_the_shipped_action_frequency_alert_fires_on_a_collapsed_initial_policy(
     assert {b.metric for b in breaches} == {"actions/frac_0", "actions/frac_1", "actions/frac_2"}
     healthy = flatten_result(rllib_result([0, 1, 2, 0, 1, 2] * 5))
     assert alerts.check(rules, healthy, 1, constants) == []
+
+
+def test_dqn_learner_metrics_reach_the_flat_keys():
+    from ray.rllib.algorithms.dqn.dqn_learner import QF_LOSS_KEY, QF_MEAN_KEY, TD_ERROR_MEAN_KEY
+
+    learner = {QF_LOSS_KEY: 0.25, QF_MEAN_KEY: 1.5, TD_ERROR_MEAN_KEY: -0.1, "total_loss": 0.3}
+    flat = flatten_result({"learners": {"default_policy": learner}, "training_iteration": 2})
+    assert flat["learners/default_policy/qf_loss"] == 0.25
+    assert flat["learners/default_policy/qf_mean"] == 1.5
+    assert flat["learners/default_policy/td_error_mean"] == -0.1
