@@ -35,8 +35,12 @@ class EngineConfig:
         start_ts_ns, end_ts_ns: restrict observed bars to this time range (UTC ns, inclusive).
         random_start: sample the start bar (seeded); False starts at the first eligible bar.
         symbol_order: "random" (seeded) or "sequential" (round robin: batched backtests).
-        precompute_max_mb: precompute every row's market observation if it fits, else gather
-            windows on the fly each step (same function, slower).
+        precompute_max_mb: memory budget (MB) of the precomputed observation tables: every
+            row's market observation is precomputed if the tables fit, else windows are
+            gathered per step (same function and floats; slower per step, cheaper to build:
+            ``benchmarks/bench_env_gather.py``). None (default): a share of the memory available
+            when the env is built (:mod:`envs.core.memory`); the choice is logged
+            (``envs.core.engine``, INFO).
         vector_info: the vector face returns per-env info arrays (RLlib converts them to B
             dicts each step; turn off for training throughput).
         action_mask: observe ``action_mask`` (float32 0/1 per action: 0 where the env would
@@ -58,7 +62,7 @@ class EngineConfig:
     end_ts_ns: int | None = None
     random_start: bool = True
     symbol_order: str = "random"
-    precompute_max_mb: float = 512.0
+    precompute_max_mb: float | None = None
     vector_info: bool = True
     action_mask: bool | None = None
 
@@ -83,7 +87,8 @@ class EngineConfig:
         number("slippage_bps", 0.0, 10_000.0)
         number("dsr_eta", 1e-9, 1.0)
         number("buy_penalty", 0.0)
-        number("precompute_max_mb", 0.0)
+        if self.precompute_max_mb is not None:
+            number("precompute_max_mb", 0.0)
         if self.reward not in rewards.REWARDS:
             self._fail("reward", f"must be one of {rewards.REWARDS}")
         integer("window_bars", 1)

@@ -40,6 +40,7 @@ Extension points (CryptoFutures-v0, Portfolio-v0):
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from functools import partial
@@ -51,6 +52,7 @@ from gymnasium import spaces as gym_spaces
 from envs.core import costs, rewards, spaces
 from envs.core.config import EngineConfig
 from envs.core.market import CLOSE, OPEN, MarketArrays
+from envs.core.memory import MB, precompute_budget_mb
 from envs.core.observation import (
     ACTION_MASK_KEY,
     POSITION_KEYS,
@@ -67,6 +69,12 @@ from envs.core.render import RENDER_BARS
 from envs.core.resample import align_to_calendar
 
 ROW_VIEWS_BYTES = 1_600  # Python objects per row of the scalar face's caches (measured ~1.5 kB)
+#: rows per gathered chunk: the scalar face without tables gathers its env's next rows in one
+#: batched call (an episode of 252 bars is one chunk) and hands out views of them step by step
+CHUNK_ROWS = 256
+#: rows per call when precomputing tables (consecutive rows of one series: read in place)
+PRECOMPUTE_ROWS = 1024
+log = logging.getLogger(__name__)
 
 #: A per-env state value: a numpy array ``[B]`` (``[B, A]`` per asset) in the batched engine, a
 #: Python int/float/bool in the scalar one. ``step`` is ONE polymorphic piece of code over both
@@ -177,11 +185,13 @@ class Engine:
         self._take_bar: Callable[[Any], Any]  # rows -> (open, close, index open, index close)
         if batched:
             self._take_bar = partial(bars.take, axis=1)
-        elif n_rows * (spec.market_bytes_per_row() + ROW_VIEWS_BYTES) <= config.precompute_max_mb * 2**20:
+        elif n_rows * (spec.market_bytes_per_row() + ROW_VIEWS_BYTES) <= self._budget_bytes:
             self._bar_rows = bars.T.tolist()  # Python floats per row: one list index per step
             self._take_bar = self._bar_rows.__getitem__
         else:
-            self._take_bar = lambda row: bars[:, row].tolist()
+            self._bar_lo = 0
+            self._bar_list: list[list[float]] = []
+            self._take_bar = self._chunked_bar  # Python floats of the next CHUNK_ROWS rows at a time
         self._falses: Callable[[], Any] = (partial(np.zeros, self.num_envs, dtype=bool) if batched
                                            else bool)  # bool() is False
         self._sign = np.sign if batched else None
@@ -196,14 +206,17 @@ class Engine:
         self._table_items = tuple(self._tables.items()) if self._tables is not None else ()
         self._row_views: list[dict[str, np.ndarray]] | None = None
         if (not batched and self._tables is not None and n_rows * (spec.market_bytes_per_row()
-                + ROW_VIEWS_BYTES) <= config.precompute_max_mb * 2**20):
+                + ROW_VIEWS_BYTES) <= self._budget_bytes):
             # one dict of read-only row views per row: a step copies a dict instead of making views
             keys, tables = tuple(self._tables), tuple(self._tables.values())
             flat = (self._owned_rows[0], self._held_rows[0])  # position keys, overwritten per step
             self._row_views = [dict(zip(keys + POSITION_KEYS, views + flat, strict=True))
                                for views in zip(*tables, strict=True)]
+        # the scalar face without tables: views of a chunk of its env's next rows (_gathered_row)
+        self._chunk_lo, self._chunk_n = 0, 0
+        self._chunk_items: tuple[tuple[str, np.ndarray], ...] = ()
         cls = type(self)
-        if (not batched and self._tables is not None and cls.observe is Engine.observe
+        if (not batched and cls.observe is Engine.observe
                 and cls.position_observation is Engine.position_observation):
             # hot path of the single-env face, bound per instance (mypy still checks the
             # signature; it only flags assigning to a method)
@@ -264,17 +277,27 @@ class Engine:
         self._table: np.ndarray | None = None  # the batched engine's [R, F] table
         self._scratch: dict[str, np.ndarray] = {}
         n_rows = len(self.market.ts_ns)
-        if n_rows * self.spec.market_bytes_per_row() > self.config.precompute_max_mb * 2**20:
+        budget_mb, why = precompute_budget_mb(self.config.precompute_max_mb)
+        self._budget_bytes = budget_mb * MB
+        need_mb = n_rows * self.spec.market_bytes_per_row() / MB
+        self.precomputed = need_mb * MB <= self._budget_bytes
+        log.info("%s: %s (%s rows; tables %s %s MB, budget %s MB: %s; per-row arrays %s MB)", type(self).__name__,
+                 "observation tables precomputed" if self.precomputed else "observations gathered per step",
+                 f"{n_rows:,}", "need" if self.precomputed else "would need", f"{need_mb:,.0f}",
+                 f"{budget_mb:,.0f}", why, f"{self._base.nbytes() / MB:,.0f}")
+        if not self.precomputed:
             return None
         if self.batched:
             table = self._table = np.empty((n_rows, width), dtype=np.float32)
             views = self._block_views(table)
         else:
             views = {k: np.empty((n_rows, *shape), dtype=np.float32) for k, (_, _, shape) in layout.items()}
-        for lo in range(0, n_rows, 4096):
-            rows = np.arange(lo, min(lo + 4096, n_rows))
-            market_observation(self._base, rows, {k: v[lo:lo + len(rows)] for k, v in views.items()},
-                               self._scratch)
+        offsets = self.market.offsets
+        for s in range(self.market.n_symbols):  # runs of consecutive rows of one series
+            for lo in range(int(offsets[s]), int(offsets[s + 1]), PRECOMPUTE_ROWS):
+                rows = np.arange(lo, min(lo + PRECOMPUTE_ROWS, int(offsets[s + 1])))
+                market_observation(self._base, rows, {k: v[lo:lo + len(rows)] for k, v in views.items()},
+                                   self._scratch)
         for view in (self._table, *views.values()):
             if view is not None:
                 view.flags.writeable = False
@@ -284,6 +307,10 @@ class Engine:
         """Per-field views of a ``[n, F]`` block (fields side by side in each row)."""
         n = len(block)
         return {k: block[:, a:b].reshape(n, *shape) for k, (a, b, shape) in self._layout.items()}
+
+    def _fresh_fields(self, n: int) -> dict[str, np.ndarray]:
+        """One new C-contiguous float32 array ``[n, *shape]`` per market field."""
+        return {k: np.empty((n, *shape), dtype=np.float32) for k, (_, _, shape) in self._layout.items()}
 
     def make_taker(self, column: np.ndarray):
         """``rows -> values`` for a per-row column (plus a sentinel row for finished envs):
@@ -448,11 +475,10 @@ class Engine:
             obs = self._block_views(np.take(self._table, rows, axis=0))  # fresh [B, F]: safe to keep
         elif self._tables is not None:
             obs = {k: t[rows] for k, t in self._table_items}
-        elif self.batched:  # gather windows on the fly into one fresh block
-            obs = self._block_views(np.empty((len(rows), self._width), dtype=np.float32))
-            market_observation(self._base, rows, obs, self._scratch)
+        elif self.batched:  # gather windows on the fly into fresh arrays (contiguous: faster writes)
+            obs = market_observation(self._base, rows, self._fresh_fields(len(rows)), self._scratch)
         else:
-            obs = {k: v[0] for k, v in market_observation(self._base, np.array([rows])).items()}
+            obs = self._gathered_row(rows)
         obs.update(self.position_observation())
         if self._mask_table is not None:
             obs[ACTION_MASK_KEY] = self.mask_observation()
@@ -464,16 +490,45 @@ class Engine:
         r = self.row
         if self._row_views is not None:
             obs = self._row_views[r].copy()
-        else:
+        elif self._tables is not None:
             obs = {}
             for k, t in self._table_items:  # a loop is cheaper than a comprehension on 3.11
                 obs[k] = t[r]
+        else:
+            obs = self._gathered_row(r)
         is_open = 1 if self.qty != 0.0 else 0
         obs["owned"] = self._owned_rows[is_open]
         held = self.bars_held
         obs["bars_held"] = self._held_rows[held if held < self._n_held else -1]
         if self._mask_rows:
             obs[ACTION_MASK_KEY] = self._mask_rows[is_open]
+        return obs
+
+    def _chunked_bar(self, row: int) -> list[float]:
+        """``(open, close, index open, index close)`` of ``row`` for the scalar face without
+        tables: Python floats of a chunk of rows made when ``row`` leaves it."""
+        i = row - self._bar_lo
+        if not 0 <= i < len(self._bar_list):
+            self._bar_list = self._bars[:, row:row + CHUNK_ROWS].T.tolist()
+            self._bar_lo, i = row, 0
+        return self._bar_list[i]
+
+    def _gathered_row(self, r: int) -> dict[str, np.ndarray]:
+        """Market part at row ``r`` of the scalar face without tables: read-only views of the
+        current chunk, a batched gather of the env's next rows up to its episode's end (at most
+        :data:`CHUNK_ROWS`) made when ``r`` leaves it. Chunks are never written again: views
+        handed out stay valid, as with tables."""
+        i = r - self._chunk_lo
+        if not 0 <= i < self._chunk_n:
+            rows = np.arange(r, min(r + CHUNK_ROWS, max(int(self.end_row), r) + 1), dtype=np.int64)
+            block = np.empty((len(rows), self._width), dtype=np.float32)
+            market_observation(self._base, rows, self._block_views(block), self._scratch)
+            block.flags.writeable = False
+            self._chunk_lo, self._chunk_n, i = r, len(rows), 0
+            self._chunk_items = tuple(self._block_views(block).items())
+        obs = {}
+        for k, t in self._chunk_items:
+            obs[k] = t[i]
         return obs
 
     # --- rendering (envs.core.render; never on the hot path) -------------------------------

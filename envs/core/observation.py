@@ -6,7 +6,8 @@ the policy saw in training is what it sees live. Two entry points share one code
 * :func:`build_observation` -- one plain window of recent bars (Serve, the trader): the
   observation at the window's LAST bar.
 * :func:`prepare_features` + :func:`market_observation` -- the same maths batched over many rows
-  of a multi-symbol market (the envs precompute or gather with them).
+  of a multi-symbol market (the envs precompute or gather with them; they live in
+  :mod:`envs.core.features`, which explains the gather).
 
 Layout (``w = spec.window_bars``, all float32, oldest first, newest last):
 
@@ -42,18 +43,12 @@ import numpy as np
 from gymnasium import spaces as gym_spaces
 
 from envs.core import spaces
-from envs.core.market import CLOSE, HIGH, LOW, OPEN, VOLUME
-from envs.core.resample import (
-    PERIODS,
-    PartialBars,
-    align_to_calendar,
-    partial_bars,
-    period_window_rows,
-    window_rows,
-)
+from envs.core.features import HLOC as HLOC  # re-exported: the builder's names live here
+from envs.core.features import PERIOD_NAMES, market_observation, prepare_features
+from envs.core.features import FeatureBase as FeatureBase
+from envs.core.market import CLOSE, VOLUME
+from envs.core.resample import PERIODS
 
-HLOC = (HIGH, LOW, OPEN, CLOSE)
-PERIOD_NAMES = {"D": "daily", "W": "weekly", "M": "monthly", "H4": "4h"}
 POSITION_KEYS = ("owned", "bars_held")
 FUTURES_POSITION_KEYS = ("side", "size", "entry_distance", "unrealized_pnl", "margin_ratio")
 ACTION_MASK_KEY = "action_mask"
@@ -128,127 +123,6 @@ class ObservationSpec:
 
 def observation_space(spec: ObservationSpec) -> gym_spaces.Dict:
     return spaces.dict_space(spec.fields())
-
-
-@dataclass(frozen=True, eq=False)
-class FeatureBase:
-    """Per-row arrays (O(rows) memory) from which any row's observation is gathered."""
-
-    spec: ObservationSpec
-    series_start: np.ndarray      # int64 [R]: first row of the row's series
-    log_close: np.ndarray         # float64 [R]
-    log_hloc: np.ndarray          # float64 [R, 4]
-    volume: np.ndarray            # float64 [R]
-    periods: dict[str, tuple[PartialBars, np.ndarray, np.ndarray]]  # -> (bars, log HLOC, volume)
-    index_log_hloc: np.ndarray | None   # float64 [R, 4] on the rows' calendar
-    index_covered: np.ndarray           # bool [R]: the index had started at the row
-    funding_bps: np.ndarray | None = None  # float64 [R]: funding settled at the row, bps
-
-
-def prepare_features(ts_ns: np.ndarray, ohlcv: np.ndarray, offsets: np.ndarray, spec: ObservationSpec,
-                     index_ts_ns: np.ndarray | None = None, index_ohlc: np.ndarray | None = None,
-                     funding_rate: np.ndarray | None = None) -> FeatureBase:
-    """Per-row base arrays of a CSR market (validated upstream: finite, positive prices).
-
-    ``index_ohlc`` has O,H,L,C(,V) columns on its own timestamps ``index_ts_ns``; it is aligned
-    causally to every series' calendar. Without an index, the index is flat. ``funding_rate``
-    (``[R]``, settled at each row; used when ``spec.with_funding``) defaults to 0.
-    """
-    offsets = np.asarray(offsets, dtype=np.int64)
-    lengths = np.diff(offsets)
-    series_start = np.repeat(offsets[:-1], lengths)
-    log_ohlc = np.log(ohlcv[:, :4])
-    periods = {}
-    for p in spec.periods:
-        bars = partial_bars(ts_ns, ohlcv, offsets, p)
-        periods[p] = (bars, np.log(bars.ohlcv[:, HLOC]), np.ascontiguousarray(bars.ohlcv[:, VOLUME]))
-    index_log_hloc, covered = None, np.ones(len(ts_ns), dtype=bool)
-    if spec.with_index:
-        if index_ohlc is None:
-            index_log_hloc = np.zeros((len(ts_ns), 4))
-        elif index_ts_ns is None:
-            raise ValueError("index_ts_ns: required with index_ohlc")
-        else:
-            aligned, covered = align_to_calendar(ts_ns, index_ts_ns, np.asarray(index_ohlc, dtype=np.float64))
-            index_log_hloc = np.log(aligned[:, HLOC])
-    funding = None
-    if spec.with_funding:
-        funding = np.zeros(len(ts_ns)) if funding_rate is None else np.asarray(funding_rate, np.float64) * 1e4
-    return FeatureBase(spec, series_start, np.ascontiguousarray(log_ohlc[:, CLOSE]),
-                       np.ascontiguousarray(log_ohlc[:, HLOC]),
-                       np.asarray(ohlcv[:, VOLUME], dtype=np.float64), periods, index_log_hloc, covered,
-                       funding)
-
-
-def _buffer(scratch: dict | None, key: str, shape: tuple[int, ...], dtype=np.float64) -> np.ndarray | None:
-    """A reusable work array from the caller's ``scratch`` dict (None: numpy allocates)."""
-    if scratch is None:
-        return None
-    buf = scratch.get(key)
-    if buf is None or buf.shape != shape or buf.dtype != dtype:
-        buf = scratch[key] = np.empty(shape, dtype=dtype)
-    return buf
-
-
-def _log_ratio(log_hloc, src, log_ref, clip, out, tmp) -> np.ndarray:
-    tmp = np.take(log_hloc, src, axis=0, out=tmp)  # np.take: ~8x faster than log_hloc[src]
-    np.subtract(tmp, log_ref[:, None, None], out=tmp)
-    np.clip(tmp, -clip, clip, out=tmp)
-    if out is None:
-        return tmp.astype(np.float32)
-    out[...] = tmp
-    return out
-
-
-def _relative_volume(volume, src, out, tmp) -> np.ndarray:
-    v = np.take(volume, src, out=tmp)
-    mean = v.mean(axis=1, keepdims=True)
-    rel = np.divide(v, mean, out=v, where=mean > 0)  # mean 0: the row is all zeros already
-    np.clip(rel, 0.0, float(src.shape[1]), out=rel)
-    if out is None:
-        return rel.astype(np.float32)
-    out[...] = rel
-    return out
-
-
-def market_observation(base: FeatureBase, rows: np.ndarray, out: dict[str, np.ndarray] | None = None,
-                       scratch: dict | None = None) -> dict[str, np.ndarray]:
-    """Market part of the observation at each of ``rows`` (int array ``[n]``), batched ``[n, ...]``.
-
-    ``out`` (float32 arrays to fill, e.g. views of one block) and ``scratch`` (a dict the caller
-    keeps between calls for float64 work arrays) avoid per-step allocations; results are the same.
-    """
-    spec = base.spec
-    rows = np.asarray(rows, dtype=np.int64)
-    n, w, clip = len(rows), spec.window_bars, spec.clip_log_ratio
-    dst = out if out is not None else {}
-    hloc_tmp = _buffer(scratch, "hloc", (n, w, 4))
-    vol_tmp = _buffer(scratch, "volume", (n, w))
-    raw_src = window_rows(rows, base.series_start, w, out=_buffer(scratch, "src", (n, w), np.int64))
-    log_close = base.log_close[rows]
-    key = f"{spec.bar_name}_hloc"
-    result = {key: _log_ratio(base.log_hloc, raw_src, log_close, clip, dst.get(key), hloc_tmp)}
-    if base.index_log_hloc is not None:
-        result["index_hloc"] = _log_ratio(base.index_log_hloc, raw_src, base.index_log_hloc[rows, 3], clip,
-                                          dst.get("index_hloc"), hloc_tmp)
-    key = f"{spec.bar_name}_volume"
-    result[key] = _relative_volume(base.volume, raw_src, dst.get(key), vol_tmp)
-    if base.funding_bps is not None:
-        funding = np.take(base.funding_bps, raw_src, out=vol_tmp)
-        np.clip(funding, -spec.funding_clip_bps, spec.funding_clip_bps, out=funding)
-        if dst.get("funding_bps") is None:
-            result["funding_bps"] = funding.astype(np.float32)
-        else:
-            dst["funding_bps"][...] = funding
-            result["funding_bps"] = dst["funding_bps"]
-    for p, (bars, log_hloc, volume) in base.periods.items():
-        src = period_window_rows(rows, bars, w, out=_buffer(scratch, "src", (n, w), np.int64))
-        key = f"{PERIOD_NAMES[p]}_hloc"
-        result[key] = _log_ratio(log_hloc, src, log_close, clip, dst.get(key), hloc_tmp)
-        if p in spec.volume_periods:
-            key = f"{PERIOD_NAMES[p]}_volume"
-            result[key] = _relative_volume(volume, src, dst.get(key), vol_tmp)
-    return {k: result[k] for k in spec.fields() if k in result}  # the spec's key order
 
 
 def position_observation(owned: np.ndarray, bars_held: np.ndarray, spec: ObservationSpec) -> dict[str, np.ndarray]:

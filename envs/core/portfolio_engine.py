@@ -397,12 +397,11 @@ class PortfolioEngine(Engine):
         rows = (self.row0 + self.cal_row[:, None]).reshape(-1)
         b, n = self.num_envs, self.n_assets
         if self._table is not None:
-            block = np.take(self._table, rows, axis=0)
-        else:
-            block = np.empty((len(rows), self._width), dtype=np.float32)
-            market_observation(self._base, rows, self._block_views(block), self._scratch)
-        block = block.reshape(b, n, self._width)
-        obs = {k: block[:, :, lo:hi].reshape(b, n, *shape) for k, lo, hi, shape in self._layout3}
+            block = np.take(self._table, rows, axis=0).reshape(b, n, self._width)
+            obs = {k: block[:, :, lo:hi].reshape(b, n, *shape) for k, lo, hi, shape in self._layout3}
+        else:  # gathered into fresh contiguous arrays [B * A, ...]
+            fields = market_observation(self._base, rows, self._fresh_fields(len(rows)), self._scratch)
+            obs = {k: fields[k].reshape(b, n, *shape) for k, _, _, shape in self._layout3}
         obs.update(portfolio_position_observation(self.qty, self.close_usd, self.cash_usd, self.equity_usd,
                                                   self.bars_held, initial_cash_usd=self._initial,
                                                   max_leverage=self._lev, spec=self.spec))
