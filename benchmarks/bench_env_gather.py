@@ -75,7 +75,7 @@ def rss_mb() -> tuple[float, float]:
 def env_mb(env) -> str:
     """What the env's engine holds besides the market: its per-row gather arrays and its
     precomputed tables (plus the single face's row caches, estimated)."""
-    from envs.core.engine import ROW_VIEWS_BYTES
+    from envs.core.tables import ROW_VIEWS_BYTES
 
     engine = env.engine
     tables = 0.0
@@ -170,7 +170,7 @@ def make_env(name: str, data: dict, *, vector: bool, precompute_mb: float | None
 
 def table_mb(env) -> float:
     """MB of precomputed tables (plus the single face's row caches) the env needs for its rows."""
-    from envs.core.engine import ROW_VIEWS_BYTES
+    from envs.core.tables import ROW_VIEWS_BYTES
 
     engine = env.engine
     extra = 0 if engine.batched else ROW_VIEWS_BYTES

@@ -40,7 +40,7 @@ class EngineConfig:
             gathered per step (same function and floats; slower per step, cheaper to build:
             ``benchmarks/bench_env_gather.py``). None (default): a share of the memory available
             when the env is built (:mod:`envs.core.memory`); the choice is logged
-            (``envs.core.engine``, INFO).
+            (``envs.core.tables``, INFO).
         vector_info: the vector face returns per-env info arrays (RLlib converts them to B
             dicts each step; turn off for training throughput).
         action_mask: observe ``action_mask`` (float32 0/1 per action: 0 where the env would

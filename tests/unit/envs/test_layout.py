@@ -130,6 +130,25 @@ def test_gather_equals_the_plain_window_gather_bit_for_bit(spec, with_index):
         assert_bitwise_equal(market_observation(base, rows, None, {}), want)
 
 
+def test_a_kept_scratch_dict_never_changes_the_floats():
+    """The scratch dict a caller keeps between calls remembers completed-period windows by
+    position: rows advancing, jumping, changing count, or another market must not leak."""
+    m = ragged_market()
+    spec = SPECS[0]
+    idx = index_for(m)
+    bases = [prepare_features(m.ts_ns, m.ohlcv, m.offsets, spec, idx.ts_ns, idx.ohlcv),
+             prepare_features(m.ts_ns, m.ohlcv * 1.5, m.offsets, spec)]  # another market, same shapes
+    rng = np.random.default_rng(5)
+    scratch: dict = {}
+    rows = rng.integers(0, len(m.ts_ns) - 200, 16)
+    for step in range(150):
+        if step % 40 == 39:
+            rows = rng.integers(0, len(m.ts_ns) - 200, 16 if step < 100 else 9)  # resets, a new count
+        base = bases[step % 7 == 6]
+        assert_bitwise_equal(market_observation(base, rows, None, scratch), market_observation(base, rows))
+        rows = rows + 1
+
+
 def test_every_array_a_step_gathers_from_is_c_contiguous_even_from_fortran_inputs():
     m, perps = ragged_market(), ragged_market(hourly=True)
     assert m.ohlcv.flags.f_contiguous and not m.ohlcv.flags.c_contiguous
@@ -226,7 +245,7 @@ def test_single_face_observations_stay_valid_after_later_chunks():
 def test_the_budget_follows_the_available_memory_unless_set(monkeypatch, caplog):
     m = ragged_market()
     need_mb = len(m.ts_ns) * ObservationSpec().market_bytes_per_row() / 2**20
-    caplog.set_level(logging.INFO, logger="envs.core.engine")
+    caplog.set_level(logging.INFO, logger="envs.core.tables")
     monkeypatch.setattr(memory, "available_bytes", lambda: int(need_mb / memory.AUTO_FRACTION * 0.5 * 2**20))
     assert not StockSwingVectorEnv(2, m, index_for(m)).engine.precomputed
     assert "gathered per step" in caplog.text and "MB available" in caplog.text
