@@ -9,6 +9,13 @@
 
 Both faces take ``render_mode`` (:mod:`envs.core.render`: ``"rgb_array"``, ``"ansi"`` or None).
 
+``skip_forced`` (both faces; off by default; discrete envs that observe ``action_mask``): a step
+whose next observation allows exactly one action (a ``buy_only`` hold) is not returned: the env
+takes that action itself, bar after bar, until the next real decision or the episode's end, and
+returns the SUM of the skipped bars' rewards (so the episode's total reward, its PnL, is
+unchanged). One step is then one decision: what RLlib trains on when the experiment sets
+``env.skip_forced_steps`` (app/training). Backtests, validation and Serve step every bar.
+
 Both draw randomness only from the generator seeded by ``reset(seed=...)``; with the same seed a
 vector face of one env and the single face produce the same episodes.
 """
@@ -35,11 +42,12 @@ class EngineEnv(gym.Env):
 
     metadata: dict[str, Any] = {"render_modes": list(RENDER_MODES), "render_fps": RENDER_FPS}
 
-    def __init__(self, engine: Engine, render_mode: str | None = None) -> None:
+    def __init__(self, engine: Engine, render_mode: str | None = None, skip_forced: bool = False) -> None:
         if engine.num_envs != 1:
             raise ValueError(f"EngineEnv: needs an engine of 1 env, got {engine.num_envs}")
         self.render_mode = check_render_mode(type(self).__name__, render_mode)
         self.engine = engine
+        self.skip_forced = check_skip_forced(engine, skip_forced)
         self.observation_space = engine.single_observation_space
         self.action_space = engine.single_action_space
         self._needs_reset = True
@@ -69,6 +77,12 @@ class EngineEnv(gym.Env):
             raise RuntimeError("step() called before reset() or after the episode ended")
         engine = self.engine
         reward, terminated, truncated = engine.step(engine.convert_action(action))
+        while self.skip_forced and not (terminated or truncated):
+            mask = np.asarray(engine.mask_observation())
+            if np.count_nonzero(mask) != 1:
+                break
+            r, terminated, truncated = engine.step(engine.convert_action(int(np.argmax(mask))))
+            reward += r
         self._needs_reset = terminated or truncated
         return engine.observe(), reward, terminated, truncated, engine.info()
 
@@ -76,6 +90,9 @@ class EngineEnv(gym.Env):
         if self._needs_reset:
             raise RuntimeError("step() called before reset() or after the episode ended")
         reward, terminated, truncated = self.engine.step(self.engine.convert_action(np.asarray(action)[None]))
+        if self.skip_forced:
+            reward, terminated, truncated = advance_forced(self.engine, reward, terminated, truncated,
+                                                           np.zeros(1, dtype=bool))
         self._needs_reset = bool(terminated[0] or truncated[0])
         obs, info = self._observe_unbatched()
         return obs, float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
@@ -87,11 +104,12 @@ class EngineVectorEnv(VectorEnv):
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": list(RENDER_MODES),
                                 "render_fps": RENDER_FPS}
 
-    def __init__(self, engine: Engine, render_mode: str | None = None) -> None:
+    def __init__(self, engine: Engine, render_mode: str | None = None, skip_forced: bool = False) -> None:
         if not engine.batched:
             raise ValueError("EngineVectorEnv: needs a batched engine")
         self.render_mode = check_render_mode(type(self).__name__, render_mode)
         self.engine = engine
+        self.skip_forced = check_skip_forced(engine, skip_forced)
         self.num_envs = engine.num_envs
         self.single_observation_space = engine.single_observation_space
         self.single_action_space = engine.single_action_space
@@ -141,6 +159,11 @@ class EngineVectorEnv(VectorEnv):
             reward = reward * keep
             terminated = terminated & keep
             truncated = truncated & keep
+            if self.skip_forced:
+                reward, terminated, truncated = advance_forced(engine, reward, terminated, truncated, fresh)
+        elif self.skip_forced:
+            reward, terminated, truncated = advance_forced(engine, reward, terminated, truncated,
+                                                           self._autoreset)
         self._autoreset = terminated | truncated
         return engine.observe(), reward, terminated, truncated, self._info()
 
@@ -157,6 +180,31 @@ class EngineVectorEnv(VectorEnv):
         """``VectorEnv.call`` for curriculum hooks (``set_task``): the engine or env attribute."""
         target = getattr(self, name) if hasattr(self, name) else getattr(self.engine, name)
         return target(*args, **kwargs) if callable(target) else target
+
+
+def check_skip_forced(engine: Engine, skip_forced: bool) -> bool:
+    """``skip_forced`` if the engine observes an action mask (else a ValueError)."""
+    if skip_forced and getattr(engine, "_mask_table", None) is None:
+        raise ValueError("skip_forced: needs a discrete env that observes action_mask")
+    return bool(skip_forced)
+
+
+def advance_forced(engine: Engine, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+                   fresh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step every env whose only allowed action is forced, bar by bar, until each reaches a
+    decision or its episode's end (``fresh``: envs that just started a new episode, left alone);
+    the skipped bars' rewards are added to ``reward``. Returns new arrays."""
+    reward, terminated, truncated = reward.copy(), terminated.copy(), truncated.copy()
+    while True:
+        mask = engine.mask_observation()
+        forced = (np.count_nonzero(mask, axis=1) == 1) & ~(terminated | truncated | fresh)
+        if not forced.any():
+            return reward, terminated, truncated
+        idx = np.flatnonzero(forced)
+        r, term, trunc = engine.step_subset(idx, mask[idx].argmax(axis=1))
+        reward[idx] += r
+        terminated[idx] = term
+        truncated[idx] = trunc
 
 
 class SyntheticMarketConfig(Protocol):

@@ -126,6 +126,11 @@ class EnvConfig(Frozen):
     id: str
     #: fields of the env's own frozen config dataclass (unknown keys and bad values are refused)
     config: dict[str, Any] = {}
+    #: training only: one RLlib step per DECISION -- the env takes a forced action (a buy_only
+    #: hold) itself until the next real decision and returns the summed reward (PnL unchanged).
+    #: Backtests, validation and Serve still step every bar. Stateless models only (a GRU would
+    #: see a different sequence in training than in backtests and Serve).
+    skip_forced_steps: bool = False
 
     @field_validator("id")
     @classmethod
@@ -359,6 +364,22 @@ class Experiment(Frozen):
         """DQN needs a Q-module its replay can train (no GRU) and a Discrete action space."""
         if self.algorithm.name == "DQN":
             check_dqn_experiment(self.model.name, self.env.id, self.env.config)
+        return self
+
+    @model_validator(mode="after")
+    def _skip_forced_fits(self) -> Experiment:
+        """``env.skip_forced_steps`` needs a stateless model and an env with discrete actions
+        (only those have forced steps: an action mask allowing one action)."""
+        if self.env.skip_forced_steps:
+            if self.model.name == "gru":
+                raise ValueError("env.skip_forced_steps: not with model 'gru' (training would feed the GRU "
+                                 "decisions only, backtests and Serve every bar); use 'mlp' or 'attention'")
+            try:  # the same test as DQN's: a Discrete action space
+                check_dqn_experiment(self.model.name, self.env.id, self.env.config)
+            except ValueError:
+                raise ValueError(f"env.skip_forced_steps: env {self.env.id!r} has no forced steps (it needs a "
+                                 "Discrete action space with an action mask; this one is continuous or a "
+                                 "portfolio's)") from None
         return self
 
     @model_validator(mode="after")

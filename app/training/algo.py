@@ -42,6 +42,10 @@ def build_algorithm_config(exp: Experiment, *, env_name: str, env_config: dict[s
     from app.models import module_spec
 
     res = exp.resources
+    if exp.env.skip_forced_steps:  # training only: see app.training.rllib_env
+        from app.training.rllib_env import SKIP_FORCED_KEY
+
+        env_config = dict(env_config) | {SKIP_FORCED_KEY: True}
     if exp.algorithm.name == "DQN":
         from ray.rllib.algorithms.dqn import DQNConfig
 
@@ -77,11 +81,17 @@ def build_algorithm_config(exp: Experiment, *, env_name: str, env_config: dict[s
         .reporting(metrics_num_episodes_for_smoothing=20)
         .fault_tolerance(restart_failed_env_runners=True)
     )
+    if exp.algorithm.name != "DQN":
+        config = lean_env_runner_connectors(config, rl_module_spec.module_class)
     if exp.algorithm.name == "PPO" and exp.algorithm.decision_gae:
         from app.training.decision_gae import DecisionPPOTorchLearner
 
         config = config.training(learner_class=DecisionPPOTorchLearner,
                                  learner_config_dict={"reward_scale": exp.algorithm.reward_scale})
+    elif exp.algorithm.name == "PPO":
+        from app.training.learner import TradingPPOTorchLearner
+
+        config = config.training(learner_class=TradingPPOTorchLearner)
     if callbacks is not None:
         config = config.callbacks(callbacks)
     if exp.algorithm.name == "DQN":
@@ -89,6 +99,24 @@ def build_algorithm_config(exp: Experiment, *, env_name: str, env_config: dict[s
 
         config = config.callbacks(**dqn_callbacks())
     return config
+
+
+def lean_env_runner_connectors(config: Any, module_class: type) -> Any:
+    """PPO/APPO with a stateless module: the env runners' connector pipelines are one batched
+    piece each instead of RLlib's six and seven per-item ones (:mod:`app.training.connectors`;
+    same data into the module and the episodes). Stateful modules keep RLlib's pipelines."""
+    from app.training.connectors import BatchObservations, SampleActions, lean_connectors_apply
+
+    if not lean_connectors_apply(module_class):
+        return config
+    normalize, clip = bool(config.normalize_actions), bool(config.clip_actions)
+    return config.env_runners(
+        add_default_connectors_to_env_to_module_pipeline=False,
+        add_default_connectors_to_module_to_env_pipeline=False,
+        env_to_module_connector=lambda env, spaces=None, device=None: [BatchObservations(device=device)],
+        module_to_env_connector=lambda env, spaces=None: [
+            SampleActions(normalize_actions=normalize, clip_actions=clip)],
+    )
 
 
 def trial_resources(exp: Experiment, *, env_name: str, env_config: dict[str, Any]):

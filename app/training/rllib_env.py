@@ -16,6 +16,9 @@ from app.runs.env_factory import create_env
 from app.training.task_env import TaskableVectorEnv
 
 RLLIB_PREFIX = "raytrade-rllib:"
+#: the env-config key the AlgorithmConfig builder adds for ``env.skip_forced_steps`` (training
+#: only: the creator removes it before building the env, so it never reaches an env config)
+SKIP_FORCED_KEY = "skip_forced_steps"
 
 
 def rllib_env_name(env_id: str) -> str:
@@ -33,6 +36,21 @@ def _rllib_creator(env_id: str, env_config: Mapping[str, Any]):
     import torch
 
     torch.set_num_threads(1)  # every env runner process: 2 threads on 2 cores ran PPO 13.6x slower
-    if "num_envs" not in env_config:
-        return create_env(env_id, env_config)
-    return TaskableVectorEnv(functools.partial(create_env, env_id), dict(env_config), int(env_config["num_envs"]))
+    config = dict(env_config)
+    skip = bool(config.pop(SKIP_FORCED_KEY, False))
+    build = functools.partial(_create_skipping, env_id, skip)
+    if "num_envs" not in config:
+        return build(config)
+    return TaskableVectorEnv(build, config, int(config["num_envs"]))
+
+
+def _create_skipping(env_id: str, skip_forced: bool, env_config: Mapping[str, Any]):
+    """:func:`create_env`, with the face's ``skip_forced`` switched on if asked
+    (:mod:`envs.vector`: one step per decision, the skipped bars' rewards summed)."""
+    from envs.vector import check_skip_forced
+
+    env = create_env(env_id, env_config)
+    if skip_forced:
+        face = env.unwrapped if hasattr(env, "unwrapped") else env
+        face.skip_forced = check_skip_forced(face.engine, True)
+    return env

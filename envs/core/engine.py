@@ -354,6 +354,32 @@ class Engine(ObservationTables):
         self.row = r1
         return reward, terminated, r1 >= self.end_row
 
+    def step_subset(self, idx: np.ndarray, action: np.ndarray):
+        """Advance only the envs ``idx`` (batched engine) one bar with ``action`` ``[len(idx)]``
+        (already in the engine's units: :meth:`convert_action`'s output, e.g. the one action a
+        discrete env's mask allows); the others keep their state. Returns ``(reward, terminated, truncated)`` of ``idx``.
+
+        For :meth:`envs.vector.EngineVectorEnv.step` with ``skip_forced``: the envs inside a
+        forced hold advance while the others wait for their next decision. The same ``step``
+        maths runs on the gathered state; the state arrays are replaced, never written in place
+        (arrays handed out in infos are never written again)."""
+        if not self.batched:
+            raise ValueError("step_subset: needs a batched engine")
+        full = {name: getattr(self, name) for name in self.STATE}
+        falses = self._falses
+        for name, values in full.items():
+            setattr(self, name, values[idx])
+        self._falses = partial(np.zeros, len(idx), dtype=bool)
+        try:
+            reward, terminated, truncated = self.step(action)
+        finally:
+            self._falses = falses
+            for name, values in full.items():
+                merged = values.copy()
+                merged[idx] = getattr(self, name)
+                setattr(self, name, merged)
+        return reward, terminated, truncated
+
     # --- rewards (pure maths in envs.core.rewards) ----------------------------------------
     def _reward_log_return(self, equity0, equity1, qty0, qty1, open1, close1, index_open1, index_close1):
         return rewards.log_return(equity0, equity1, self.ops)
