@@ -50,9 +50,10 @@ def test_ppo_finds_the_rare_events_on_a_held_out_market(ray_session, tmp_path):
     assert got["oracle_excess"] > 0
     assert got["buy_rate"] > 0.005, "the policy must trade (never buying captures nothing)"
     # blind buying hits events at the event rate among decisions; the agent must look at the bar
-    # measured here (150k env steps, seed 0): fraction 0.37, precision 0.15 at an event rate of
-    # 0.035 (4.4x blind), recall 0.24, excess +0.34 per episode; the bounds keep a margin
+    # measured here (80k env steps, one per decision, seed 0): fraction 0.48, precision 0.31 at
+    # an event rate of 0.046 (6.8x blind), recall 0.89, excess +0.44 per episode (without
+    # skipping forced holds, 150k steps gave 0.37, 0.15, 0.24); the bounds keep a margin
     assert got["buy_precision"] >= 3 * got["event_rate"], got
-    assert got["buy_recall"] >= 0.15, got
-    assert got["oracle_fraction"] >= 0.2, got
+    assert got["buy_recall"] >= 0.4, got
+    assert got["oracle_fraction"] >= 0.3, got
     assert np.isfinite(got["excess"]) and got["excess"] > 0.1 * got["oracle_excess"]
