@@ -47,13 +47,15 @@ def decision_steps(action_mask: np.ndarray | None, n_steps: int) -> np.ndarray:
 
 
 def decision_value_targets(values: np.ndarray, rewards: np.ndarray, terminateds: np.ndarray,
-                           truncateds: np.ndarray, decisions: np.ndarray, gamma: float,
+                           truncateds: np.ndarray, decisions: np.ndarray, gamma: float | np.ndarray,
                            lambda_: float) -> np.ndarray:
     """λ-return targets with ``λ = 1`` into forced steps (see the module docstring).
 
     Same conventions as RLlib's ``compute_value_targets`` (one concatenated sequence; a
     terminated step does not bootstrap, a truncated step bootstraps from ``V(s_{t+1})`` but the
-    recursion does not cross it). ``advantage_t = δ_t + γ λ_{t+1} [not done_t] advantage_{t+1}``.
+    recursion does not cross it). ``advantage_t = δ_t + γ_t λ_{t+1} [not done_t] advantage_{t+1}``.
+    ``gamma`` may be per step (``[T]``): ``γ^τ`` for a step that spans ``τ`` bars
+    (:func:`step_discounts`).
     """
     values = np.asarray(values, dtype=np.float64)
     rewards = np.asarray(rewards, dtype=np.float64)
@@ -69,6 +71,31 @@ def decision_value_targets(values: np.ndarray, rewards: np.ndarray, terminateds:
         running = deltas[t] + carry[t] * running
         advantages[t] = running
     return (advantages + values).astype(np.float32)
+
+
+def step_discounts(bar_rows: list[Any] | None, n_steps: int, gamma: float) -> np.ndarray:
+    """Per-step discount ``γ^τ`` ``[T]``, ``τ`` the bars a step spans (the ``bar_row`` infos at
+    its observation and at the next one): a step of an env that skips forced holds
+    (``env.skip_forced_steps``) spans a whole hold, so a buy's hold is discounted like the bars
+    it covers, not like one step (else holding looks cheaper than waiting, and the agent buys to
+    pass time). Without ``bar_row`` infos, or where rows do not advance, ``τ = 1``."""
+    tau = np.ones(n_steps)
+    if bar_rows is not None and len(bar_rows) >= 2:
+        rows = np.asarray([np.nan if r is None else r for r in bar_rows], dtype=np.float64)
+        steps = np.diff(rows)[:n_steps]
+        ok = np.isfinite(steps) & (steps >= 1)
+        tau[:len(steps)][ok] = steps[ok]
+    return gamma ** tau
+
+
+def _episode_bar_rows(episode: Any) -> list[Any] | None:
+    """The ``bar_row`` info at each observation of ``episode`` (None if the env reports none)."""
+    try:
+        infos = episode.get_infos(slice(0, len(episode) + 1))
+    except (IndexError, KeyError, ValueError, AttributeError):
+        return None
+    rows = [info.get("bar_row") if isinstance(info, dict) else None for info in infos]
+    return rows if any(r is not None for r in rows) else None
 
 
 def standardize_decisions(advantages: np.ndarray, decisions: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -128,8 +155,10 @@ class DecisionAdvantageEstimation(GeneralAdvantageEstimation):
                         lens: list[int]) -> tuple[np.ndarray, np.ndarray]:
         decisions = np.concatenate([_episode_decisions(e) for e in episodes]) if episodes \
             else np.zeros(0, dtype=bool)
+        gammas = np.concatenate([step_discounts(_episode_bar_rows(e), n, self.gamma)
+                                 for e, n in zip(episodes, lens, strict=True)]) if episodes else self.gamma
         targets = decision_value_targets(values, self.reward_scale * data[Columns.REWARDS], data[Columns.TERMINATEDS],
-                                         data[Columns.TRUNCATEDS], decisions, self.gamma, self.lambda_)
+                                         data[Columns.TRUNCATEDS], decisions, gammas, self.lambda_)
         valid = np.ones(len(values), dtype=bool)
         valid[np.cumsum(lens) - 1] = False  # the artificial last step of every episode chunk
         return targets, standardize_decisions(targets - values, decisions, valid)
