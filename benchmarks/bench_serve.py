@@ -19,6 +19,12 @@ p99 <= 20 ms; throughput at 32 clients >= 1x the plain server.
 
 ``REF`` is anything ``raytrade serve`` takes; defaults: the newest ``runs/smoke-*`` (MLP) and
 ``runs/learn_mean_reversion-*`` (GRU), else random-weight policies saved to a temp run dir.
+
+``--abuse`` runs the abuse scenarios of issue 13 instead (:mod:`benchmarks.serve_abuse`: heavy
+requests, idle connections, per-key sessions, mutation fuzzing, overload on the proxy and
+direct ingress, drain on SIGTERM; ``--no-ray`` keeps to the plain server)::
+
+    .venv/bin/python benchmarks/bench_serve.py --abuse [--gru REF] [--seconds 5] [--no-ray]
 """
 
 from __future__ import annotations
@@ -246,7 +252,17 @@ def main() -> None:
     parser.add_argument("--no-replay", action="store_true", help="skip the stateless GRU (window replay) rows")
     parser.add_argument("--verbose", action="store_true", help="show the Ray workers' logs")
     parser.add_argument("--out", type=Path, help="write the results as JSON")
+    parser.add_argument("--abuse", action="store_true", help="the abuse scenarios (issue 13) instead")
+    parser.add_argument("--no-ray", action="store_true", help="--abuse: the plain server only")
     args = parser.parse_args()
+    if args.abuse:
+        from benchmarks.serve_abuse import main as abuse
+
+        gru = args.gru or default_ref("learn_mean_reversion-*", "gru", Path(tempfile.mkdtemp(prefix="bench-serve-")))
+        results = abuse(gru, args.seconds, ray=not args.no_ray)
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2, default=str))
+        return
     direct_port = None if args.no_direct else free_port()
     if direct_port is not None:  # Ray reads it when it starts (the plain server ignores it)
         from serve.direct_ingress import direct_ingress_env

@@ -6,12 +6,16 @@ Arguments (all but ``checkpoint`` optional; unknown ones are an error naming the
     which=final|best|latest          the run's checkpoint to serve
     replicas=1 num_cpus=1 max_batch_size=16 batch_wait_timeout_s=0 max_ongoing_requests=32
     max_queued_requests=64 request_timeout_s=10 max_body_bytes=4194304
-    session_ttl_s=172800 max_sessions=100000 public_docs=false access_log=false
+    session_ttl_s=172800 max_sessions=100000 (per API key) max_request_bars=65536 max_request_steps=4096
+    public_docs=false access_log=false
     api_key_env=RAYTRADE_API_KEY     the environment variable holding the API key (required)
     env_id=... env_config='{"window_bars": 50}' tracking_uri=sqlite:///mlruns.db runs_dir=runs
 
 ``serve run`` binds its proxy to 127.0.0.1:8000 by default; ``raytrade serve`` (app/cli/serve.py)
-also sets the host, the port, the proxy timeout and turns the proxy's access log off.
+also sets the host, the port, the proxy timeout and keep-alive, turns the proxy's access log off,
+and starts Ray with the connection limits (:mod:`serve.connections`); with ``serve run``, export
+``serve.connections.connection_env(ConnectionLimits())`` before Ray starts for the proxy to get
+them (the replicas' direct ingress gets them from the deployment either way).
 """
 
 from __future__ import annotations

@@ -5,9 +5,17 @@
 * ``@serve.batch`` gathers concurrent requests into one call of ``PolicyService.run``: one
   forward pass per wave and replay length for every request of the batch.
 * Overload: ``max_ongoing_requests`` per replica plus ``max_queued_requests`` waiting at the
-  proxy; beyond that Serve answers 503 at once instead of queueing without bound.
-* ``check_health`` runs a forward pass (Serve restarts a replica that fails it);
-  ``GET /v1/health`` does the same for load balancers.
+  proxy; beyond that Serve answers 503 at once instead of queueing without bound. The app
+  enforces the same total per replica itself (``max_in_flight``), so direct ingress, which
+  bypasses the proxy's queue, answers the same JSON 503 (with ``Retry-After``).
+* The forward passes run on one model thread (:class:`serve.api.ModelWorker`), parsing and
+  observation building on a small pool: the replica's event loop only moves bytes.
+* ``check_health`` (Serve restarts a replica that fails it) and ``GET /v1/health`` count a
+  recent successful forward pass, else run one.
+* Work per request is bounded (``max_request_bars``, ``max_request_steps``: 413 past them),
+  which bounds a replica's memory: ``max_ongoing_requests`` x that work at most.
+* Shutdown drains: replicas finish their in-flight requests (``graceful_shutdown_timeout_s`` =
+  the request timeout + 5 s) before they stop.
 * With several replicas, sessions stick to a replica by the ``x-session-id`` header
   (Ray's consistent-hash request router), since recurrent state lives in replica memory. The
   proxy picks an app's router when the app first appears: going from 1 replica to several,
@@ -27,8 +35,9 @@ from typing import Any
 
 from ray import serve
 
-from serve.api import ApiSettings, create_api
+from serve.api import ApiSettings, ModelWorker, create_api
 from serve.auth import ApiKeyVerifier
+from serve.connections import ConnectionLimits, connection_env
 from serve.direct_ingress import direct_ingress_env  # noqa: F401 - re-exported
 from serve.errors import ServeError
 from serve.policy_service import PolicyService, PreparedRequest, ServiceSettings
@@ -56,7 +65,9 @@ class DeploymentOptions:
     request_timeout_s: float = 10.0
     max_body_bytes: int = 4 * 2**20
     session_ttl_s: float = 172_800.0
-    max_sessions: int = 100_000
+    max_sessions: int = 100_000                 # per API key (client)
+    max_request_bars: int = 65_536
+    max_request_steps: int = 4_096
     public_docs: bool = False
     access_log: bool = False
     health_check_period_s: float = 10.0
@@ -67,7 +78,9 @@ class DeploymentOptions:
                   ("max_batch_size", self.max_batch_size >= 1), ("batch_wait_timeout_s", self.batch_wait_timeout_s >= 0),
                   ("max_queued_requests", self.max_queued_requests >= 1 or self.max_queued_requests == -1),
                   ("request_timeout_s", self.request_timeout_s > 0), ("max_body_bytes", self.max_body_bytes >= 1024),
-                  ("max_ongoing_requests", self.max_ongoing_requests is None or self.max_ongoing_requests >= 1)]
+                  ("max_ongoing_requests", self.max_ongoing_requests is None or self.max_ongoing_requests >= 1),
+                  ("max_request_bars", self.max_request_bars >= 1), ("max_request_steps", self.max_request_steps >= 1),
+                  ("max_sessions", self.max_sessions >= 1), ("session_ttl_s", self.session_ttl_s > 0)]
         bad = [name for name, ok in checks if not ok]
         if bad:
             raise ValueError(f"DeploymentOptions.{bad[0]}: invalid value {getattr(self, bad[0])!r}")
@@ -80,6 +93,11 @@ class DeploymentOptions:
     def ongoing(self) -> int:
         return self.max_ongoing_requests or 2 * self.max_batch_size
 
+    @property
+    def in_flight(self) -> int:
+        """Requests a replica holds at most (running + waiting), the same on both ingress paths."""
+        return self.ongoing + (self.max_queued_requests if self.max_queued_requests > 0 else 1024)
+
 
 @serve.deployment(name="PolicyDeployment")
 @serve.ingress()
@@ -88,12 +106,16 @@ class PolicyDeployment:
 
     def __init__(self, options: DeploymentOptions, verifier: ApiKeyVerifier) -> None:
         os.environ["OMP_NUM_THREADS"] = str(options.torch_threads)
-        settings = ServiceSettings(options.session_ttl_s, options.max_sessions, options.torch_threads)
+        settings = ServiceSettings(options.session_ttl_s, options.max_sessions, options.torch_threads,
+                                   options.max_request_bars, options.max_request_steps)
         self.service = PolicyService.load(options.ref, settings, checkpoint=options.checkpoint,
                                           runs_dir=options.runs_dir, env_id=options.env_id,
                                           env_config=options.env_config or None, tracking_uri=options.tracking_uri)
         self.service.health_check()
-        self._api = ApiSettings(verifier, options.max_body_bytes, options.request_timeout_s, options.public_docs)
+        self.worker = ModelWorker()
+        self._health_max_age_s = max(3 * options.health_check_period_s, 30.0)
+        self._api = ApiSettings(verifier, options.max_body_bytes, options.request_timeout_s, options.public_docs,
+                                max_in_flight=options.in_flight)
         self.run_batch.set_max_batch_size(options.max_batch_size)
         self.run_batch.set_batch_wait_timeout_s(options.batch_wait_timeout_s)
 
@@ -105,14 +127,15 @@ class PolicyDeployment:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def run_batch(self, prepared: list[PreparedRequest]) -> list[ActResponse | ServeError]:
-        return self.service.run(prepared)
+        return await self.worker.call(self.service.run, prepared)
 
     async def health(self) -> float:
-        return self.service.health_check()
+        return await self.worker.call(self.service.health_check)
 
     async def check_health(self) -> None:
-        """Serve's periodic replica health check: a forward pass that must succeed."""
-        self.service.health_check()
+        """Serve's periodic replica health check: a recent forward pass, or one now."""
+        if not self.service.healthy_within(self._health_max_age_s):
+            await self.worker.call(self.service.health_check)
 
 
 def build(options: DeploymentOptions, verifier: ApiKeyVerifier) -> Any:
@@ -124,21 +147,27 @@ def build(options: DeploymentOptions, verifier: ApiKeyVerifier) -> Any:
     if sticky:
         extra["request_router_config"] = RequestRouterConfig(
             request_router_class=STICKY_ROUTER, request_router_kwargs={"num_fallback_replicas": 0})
-    env_vars = {"OMP_NUM_THREADS": str(options.torch_threads), "MKL_NUM_THREADS": str(options.torch_threads)}
+    # The replicas' direct-ingress servers get the connection limits even on a cluster started
+    # without them (the proxy only when Ray started with them: serve.connections).
+    env_vars = {"OMP_NUM_THREADS": str(options.torch_threads), "MKL_NUM_THREADS": str(options.torch_threads),
+                **connection_env(ConnectionLimits.from_env())}
     return PolicyDeployment.options(
         num_replicas=options.replicas, max_ongoing_requests=options.ongoing,
         max_queued_requests=options.max_queued_requests,
         ray_actor_options={"num_cpus": options.num_cpus, "runtime_env": {"env_vars": env_vars}},
         health_check_period_s=options.health_check_period_s, health_check_timeout_s=30.0,
+        graceful_shutdown_wait_loop_s=0.5, graceful_shutdown_timeout_s=options.request_timeout_s + 5.0,
         logging_config={"enable_access_log": options.access_log, "log_level": "WARNING"},
         **extra,
     ).bind(options, verifier)
 
 
-def http_options(host: str, port: int, options: DeploymentOptions) -> dict[str, Any]:
-    """Proxy options for ``serve.start``: the bind address, and an end-to-end timeout a little
-    longer than the app's own (which answers 504 first)."""
-    return {"host": host, "port": int(port), "request_timeout_s": options.request_timeout_s + 5.0}
+def http_options(host: str, port: int, options: DeploymentOptions, keep_alive_s: int = 5) -> dict[str, Any]:
+    """Proxy options for ``serve.start``: the bind address, an end-to-end timeout longer than
+    the app's own (which answers 504 first, even after a wait in the proxy's bounded queue), and
+    idle keep-alive connections closed after ``keep_alive_s``."""
+    return {"host": host, "port": int(port), "request_timeout_s": 2 * options.request_timeout_s + 5.0,
+            "keep_alive_timeout_s": int(keep_alive_s)}
 
 
 def describe(options: DeploymentOptions) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from app.errors import ModelLoadError, RaytradeError
 
-__all__ = ["ModelLoadError", "RequestError", "ServeError", "SessionConflictError"]
+__all__ = ["ModelLoadError", "RequestError", "ServeError", "SessionConflictError", "SessionLostError",
+           "WorkBudgetError"]
 
 
 class ServeError(RaytradeError):
@@ -39,3 +40,15 @@ class SessionConflictError(RequestError):
     """A recurrent session was sent bars older than the last bar it has seen (HTTP 409)."""
 
     status_code = 409
+
+
+class SessionLostError(SessionConflictError):
+    """A session's state was evicted (its key's quota) or expired: never restarted silently (409);
+    the client resends with ``reset_session: true``."""
+
+
+class WorkBudgetError(RequestError):
+    """The request asks for more work than one request may (symbols x bars x replay steps): 413
+    with the limit in the message."""
+
+    status_code = 413

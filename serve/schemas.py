@@ -21,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, model
 MAX_BARS = 20_000          # per series; the body-size limit usually binds first
 MAX_SYMBOLS = 256          # per request
 MAX_REPLAY_BARS = 1_024    # recurrent window replay
+MAX_PRICE = 1e12           # plausible magnitudes: far beyond any real price or volume, far below
+MAX_VOLUME = 1e15          # what overflows the observation's sums and float32 casts
+MAX_USD = 1e15
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/^=+\-]{0,63}$"  # AAPL, BRK-B, ^GSPC, BTC/USDT:USDT
 SESSION_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
 
@@ -32,7 +35,9 @@ PriceList = Annotated[list[FiniteFloat], Field(min_length=1, max_length=MAX_BARS
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown fields are errors; no coercion: ``"123.5"`` is not a number, ``"yes"`` not a bool."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Bars(Strict):
@@ -71,10 +76,16 @@ class Bars(Strict):
         bad = (ohlcv[:, :4] <= 0).any(axis=1)
         if bad.any():
             raise ValueError(f"prices must be > 0; row {int(np.flatnonzero(bad)[0])} is not")
+        _first_bad(ohlcv[:, :4] > MAX_PRICE, f"prices must be <= {MAX_PRICE:g}")
+        o, h, lo, c = ohlcv[:, 0], ohlcv[:, 1], ohlcv[:, 2], ohlcv[:, 3]
+        _first_bad(h < lo, "high < low")
+        _first_bad((o < lo) | (o > h), "open outside [low, high]")
+        _first_bad((c < lo) | (c > h), "close outside [low, high]")
         if self.volume is not None:
             ohlcv[:, 4] = self.volume
             if (ohlcv[:, 4] < 0).any():
                 raise ValueError(f"volume: must be >= 0; row {int(np.flatnonzero(ohlcv[:, 4] < 0)[0])} is not")
+            _first_bad(ohlcv[:, 4] > MAX_VOLUME, f"volume: must be <= {MAX_VOLUME:g}")
         if self.funding_rate is not None:
             rate = np.asarray(self.funding_rate, dtype=np.float64)
             if (np.abs(rate) >= 1).any():
@@ -83,9 +94,21 @@ class Bars(Strict):
         self._ts, self._ohlcv = ts, ohlcv
         return self
 
+    @property
+    def n_bars(self) -> int:
+        return len(self.ts_ns)
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """``(ts_ns int64 [n], ohlcv float64 [n, 5], funding_rate float64 [n] or None)``."""
         return self._ts, self._ohlcv, self._funding
+
+
+def _first_bad(bad: np.ndarray, what: str) -> None:
+    if bad.any():
+        raise ValueError(f"{what} at row {int(np.flatnonzero(bad)[0])}")
+
+
+Usd = Annotated[float, Field(gt=0, le=MAX_USD, allow_inf_nan=False)]
 
 
 class Position(Strict):
@@ -101,11 +124,11 @@ class Position(Strict):
 
     owned: bool | None = None
     bars_held: int = Field(0, ge=0, le=10**8, description="Bars since the position was opened (0 when flat).")
-    qty: FiniteFloat | None = None
-    entry_price_usd: PositiveFloat | None = None
-    margin_usd: NonNegFloat | None = None
-    equity_usd: PositiveFloat | None = None
-    mark_price_usd: PositiveFloat | None = None
+    qty: Annotated[float, Field(ge=-MAX_USD, le=MAX_USD, allow_inf_nan=False)] | None = None
+    entry_price_usd: Annotated[float, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False)] | None = None
+    margin_usd: Annotated[float, Field(ge=0, le=MAX_USD, allow_inf_nan=False)] | None = None
+    equity_usd: Usd | None = None
+    mark_price_usd: Annotated[float, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False)] | None = None
 
 
 class SymbolInput(Strict):
@@ -123,15 +146,9 @@ class ActRequest(Strict):
     """Recent bars of one or more symbols plus the position state → one decision per symbol
     (per request for portfolio models, whose symbols are the portfolio's assets)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "symbols": [{"symbol": "AAPL",
-                     "bars": {"ts_ns": [1704153600000000000, 1704240000000000000],
-                              "open": [187.15, 184.22], "high": [188.44, 185.88], "low": [183.89, 183.43],
-                              "close": [185.64, 184.25], "volume": [8.2e7, 5.8e7]},
-                     "position": {"owned": False, "bars_held": 0}}],
-        "index": {"ts_ns": [1704153600000000000, 1704240000000000000], "open": [4745.2, 4725.1],
-                  "high": [4754.3, 4729.3], "low": [4722.7, 4699.7], "close": [4742.8, 4704.8]},
-        "session_id": "desk-1"}]})
+    # The OpenAPI example is built per loaded model (PolicyService.example_request): a valid one
+    # needs the model's window of bars and its index/position fields.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     symbols: list[SymbolInput] = Field(min_length=1, max_length=MAX_SYMBOLS)
     index: Bars | None = Field(None, description="The market index bars (models trained with an index).")
@@ -144,11 +161,16 @@ class ActRequest(Strict):
         description="Recurrent models: run from the initial state over the last N bars (stateless); "
                     "with a session_id, only to warm up a new session. Default without a session: "
                     "the model's max_seq_len.")
+    reset_session: bool = Field(
+        False, description="Recurrent sessions: start this session_id again from the initial state. "
+                           "Required after the service answered 409 because the session's state was "
+                           "evicted or expired (it never restarts a known session silently).")
     require_full_history: bool = Field(
         False, description="422 unless every observed calendar period (week, month) is complete in the "
                            "bars sent, i.e. the observation equals the env's over any longer history.")
-    cash_usd: FiniteFloat | None = Field(None, description="Portfolio models: the cash balance.")
-    initial_cash_usd: PositiveFloat | None = Field(
+    cash_usd: Annotated[float, Field(ge=-MAX_USD, le=MAX_USD, allow_inf_nan=False)] | None = Field(
+        None, description="Portfolio models: the cash balance.")
+    initial_cash_usd: Usd | None = Field(
         None, description="Portfolio models: the equity log(equity / initial) is measured against "
                           "(default: the env config's).")
 
@@ -176,12 +198,27 @@ class Decision(BaseModel):
         None, description="Steps the session has taken including this one (1: it started here, e.g. "
                           "after expiry).")
     full_history: bool = Field(description="Every observed calendar period was complete in the bars sent.")
+    state_reset: bool | None = Field(
+        None, description="Sessions: true when this step started from the initial recurrent state (a new "
+                          "session, or reset_session); false when it continued the stored state.")
 
 
 class ActResponse(BaseModel):
     model_version: str
     env_id: str
     decisions: list[Decision]
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(description="Where: ['body', 'symbols', 0, 'bars', 'close', 3].")
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer (401, 404, 409, 413, 422, 429, 431, 503, 504)."""
+
+    detail: str | list[ErrorItem]
 
 
 class Health(BaseModel):

@@ -8,11 +8,15 @@ import logging
 import typer
 
 from app.cli.backtest import backtest_command
+from app.cli.dashboard import dashboard_command
 from app.cli.data import data_app
 from app.cli.demo import demo_command
 from app.cli.evaluate import evaluate_app
+from app.cli.inspect import inspect_command
+from app.cli.play import play_command
 from app.cli.runs import runs_app
 from app.cli.serve import serve_command
+from app.cli.trade import trade_command
 from app.cli.train import train_command
 from app.cli.tune import tune_command
 
@@ -31,6 +35,10 @@ app.command("tune")(tune_command)
 app.command("backtest")(backtest_command)
 app.command("serve")(serve_command)
 app.command("demo")(demo_command)
+app.command("trade")(trade_command)
+app.command("play")(play_command)
+app.command("dashboard")(dashboard_command)
+app.command("inspect")(inspect_command)
 
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every repair and step.")) -> None:

@@ -25,9 +25,22 @@ def serve_command(
     request_timeout_s: float = typer.Option(10.0, "--request-timeout-s", help="504 past it."),
     max_body_mb: float = typer.Option(4.0, "--max-body-mb", help="413 for larger request bodies."),
     session_ttl_s: float = typer.Option(172_800.0, "--session-ttl-s", help="Recurrent sessions expire after this."),
+    max_sessions: int = typer.Option(100_000, "--max-sessions", min=1,
+                                     help="Recurrent sessions kept per API key (least recently used evicted)."),
+    max_request_bars: int = typer.Option(65_536, "--max-request-bars", min=1,
+                                         help="Work budget: bars per request, every series (413 past it)."),
+    max_request_steps: int = typer.Option(4_096, "--max-request-steps", min=1,
+                                          help="Work budget: policy steps per request, symbols x replayed bars."),
+    max_connections: int = typer.Option(1024, "--max-connections", min=1,
+                                        help="Open connections per server (proxy, each direct port); idle ones "
+                                             "are closed first beyond it."),
+    header_timeout_s: float = typer.Option(10.0, "--header-timeout-s",
+                                           help="Close connections that send no complete request headers within "
+                                                "this (idle keep-alive connections too)."),
     checkpoint: str = typer.Option("final", "--checkpoint", help="final | best | latest (run directories)."),
     api_key_env: str = typer.Option("RAYTRADE_API_KEY", "--api-key-env",
-                                    help="Environment variable holding the API key (required)."),
+                                    help="Environment variable holding the API key (required); "
+                                         "'name:key,name2:key2' gives each client its own key and sessions."),
     env_id: str = typer.Option(None, "--env-id", help="Bare checkpoints only: the env the policy trades."),
     env_config: str = typer.Option(None, "--env-config", help="Bare checkpoints only: the env config as JSON."),
     mlflow_uri: str = typer.Option(None, "--mlflow-uri", help="For models:/ references (default sqlite:///mlruns.db)."),
@@ -45,7 +58,9 @@ def serve_command(
              "max_batch_size": max_batch_size, "batch_wait_timeout_s": batch_wait_ms / 1e3,
              "max_ongoing_requests": max_ongoing_requests, "max_queued_requests": max_queued_requests,
              "request_timeout_s": request_timeout_s, "max_body_bytes": int(max_body_mb * 2**20),
-             "session_ttl_s": session_ttl_s, "public_docs": public_docs, "access_log": access_log}
+             "session_ttl_s": session_ttl_s, "max_sessions": max_sessions, "max_request_bars": max_request_bars,
+             "max_request_steps": max_request_steps, "public_docs": public_docs, "access_log": access_log}
     launch = Launch(ref=run, host=host, port=port, api_key_env=api_key_env, direct_port=direct_port,
-                    ray_address=ray_address, env_config_json=env_config, mlflow_uri=mlflow_uri, knobs=knobs)
+                    ray_address=ray_address, env_config_json=env_config, mlflow_uri=mlflow_uri, knobs=knobs,
+                    max_connections=max_connections, header_timeout_s=header_timeout_s)
     serve(launch, echo=typer.echo, warn=lambda text: typer.secho(text, fg=typer.colors.YELLOW, err=True))

@@ -111,8 +111,8 @@ def cell_raw(cell: Cell, budget: Budget, *, out_dir: Path, mlflow_uri: str,
         market = {k: v for k, v in env.get("config", {}).items() if k in MARKET_KEYS}
         env = raw["env"] = {"id": form["id"], "config": dict(form.get("config", {})) | market}
     env.setdefault("config", {}).update(copy.deepcopy(preset.get("env_config", {})))  # e.g. buy_penalty
-    if "skip_forced_steps" in preset:  # training only: one RLlib step per decision
-        env["skip_forced_steps"] = bool(preset["skip_forced_steps"])
+    # a training method, like the model and algorithm: the preset's (default off), not the template's
+    env["skip_forced_steps"] = bool(preset.get("skip_forced_steps", False))
     env["config"]["market_seed"] = MARKET_SEED_STRIDE * cell.seed
     raw["name"] = f"learn_{cell.name}"
     raw["seed"] = cell.seed

@@ -1,6 +1,6 @@
 """Ray Serve end to end on the session's 2-CPU Ray: start the deployment on 127.0.0.1 (a free
-port), call every route, the auth and validation failures, a burst beyond the queue limit
-(503s, quickly), then shut Serve down cleanly."""
+port), call every route, the auth, validation and work-budget failures (JSON, through the
+proxy), a burst beyond the queue limit (503s, quickly), then shut Serve down cleanly."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def served(ray_session, tmp_path_factory):
     run = save_run(build_module(config, "mlp"), tmp_path_factory.mktemp("runs"), config, name="itest")
     port = free_port()
     options = DeploymentOptions(ref=str(run), max_batch_size=1, max_ongoing_requests=1, max_queued_requests=1,
-                                max_body_bytes=256 * 1024, request_timeout_s=20.0, health_check_period_s=2.0)
+                                max_body_bytes=256 * 1024, request_timeout_s=20.0, health_check_period_s=2.0,
+                                max_request_bars=1000)
     t0 = time.perf_counter()
     serve.start(http_options=http_options("127.0.0.1", port, options),
                 logging_config={"enable_access_log": False, "log_level": "WARNING"})
@@ -80,6 +81,14 @@ def test_every_route_auth_and_validation(served):
     assert status == 422 and "needs 10" in body.decode()
     status, body, _ = call(port, "POST", "/v1/act", b"[" + b" " * 300_000 + b"]", KEY)
     assert status == 413
+    wide = act_body(g, "SYN1", 620)  # 301 bars per symbol, 4 symbols (+ the index): over 1000 bars
+    wide["symbols"] = [dict(wide["symbols"][0], symbol=f"S{i}") for i in range(4)]
+    status, body, _ = call(port, "POST", "/v1/act", json.dumps(wide).encode(), KEY)
+    assert status == 413 and "the limit is 1000 per request" in json.loads(body)["detail"][0]["msg"]
+    coerced = json.loads(act)
+    coerced["symbols"][0]["position"]["owned"] = "yes"
+    status, body, _ = call(port, "POST", "/v1/act", json.dumps(coerced).encode(), KEY)
+    assert status == 422 and "valid boolean" in body.decode()
     assert call(port, "GET", "/docs")[0] == 401 and call(port, "GET", "/docs", headers=KEY)[0] == 200
     spec = json.loads(call(port, "GET", "/openapi.json", headers=KEY)[1])
     assert "/v1/act" in spec["paths"]

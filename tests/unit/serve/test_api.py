@@ -131,6 +131,8 @@ def test_health_is_503_when_the_model_cannot_run(env_config, mlp, monkeypatch):
     service = make_service(mlp, env_config)
     app = make_app(service)
     monkeypatch.setattr(service.policy, "step", lambda obs, state=None: (_ for _ in ()).throw(RuntimeError("weights gone")))
+    assert request(app, "GET", "/v1/health").status == 200  # a forward pass succeeded in the last 30 s
+    service.last_ok -= 3600  # none recently: health runs one itself
     r = request(app, "GET", "/v1/health")
     assert r.status == 503 and r.json()["status"] == "unhealthy"
     assert "weights gone" not in r.json()["detail"]  # no internals to anonymous callers

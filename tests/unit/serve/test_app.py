@@ -43,7 +43,7 @@ def test_the_application_carries_the_limits(monkeypatch):
     assert actor["num_cpus"] == 2 and actor["runtime_env"]["env_vars"]["OMP_NUM_THREADS"] == "2"
     single = build(DeploymentOptions(ref="x"), None)._bound_deployment._deployment_config
     assert single.request_router_config.request_router_class != STICKY_ROUTER
-    assert http_options("127.0.0.1", 8000, DeploymentOptions(ref="x", request_timeout_s=3))["request_timeout_s"] == 8
+    assert http_options("127.0.0.1", 8000, DeploymentOptions(ref="x", request_timeout_s=3))["request_timeout_s"] == 11
 
 
 def test_cli_requires_the_key_before_starting_anything(monkeypatch):

@@ -72,6 +72,7 @@ class FakeRay(types.SimpleNamespace):
             start=lambda **kw: calls.append("serve.start"),
             run=lambda *a, **kw: calls.append("serve.run") if not fail_run else (_ for _ in ()).throw(
                 RuntimeError("deploy failed")),
+            delete=lambda name, **kw: calls.append("serve.delete"),
             shutdown=lambda: calls.append("serve.shutdown"))
         super().__init__(calls=calls, serve=serve, is_initialized=lambda: initialized,
                          init=lambda **kw: calls.append("ray.init"), shutdown=lambda: calls.append("ray.shutdown"))
@@ -86,9 +87,9 @@ def _run(monkeypatch, fake: FakeRay, launch: Launch) -> None:
 
 
 @pytest.mark.parametrize(("initialized", "address", "expected"), [
-    (False, None, ["ray.init", "serve.start", "serve.run", "serve.shutdown", "ray.shutdown"]),
-    (True, None, ["serve.start", "serve.run", "serve.shutdown"]),             # someone else's Ray
-    (False, "ray://head:10001", ["ray.init", "serve.start", "serve.run", "serve.shutdown"]),
+    (False, None, ["ray.init", "serve.start", "serve.run", "serve.delete", "serve.shutdown", "ray.shutdown"]),
+    (True, None, ["serve.start", "serve.run", "serve.delete", "serve.shutdown"]),  # someone else's Ray
+    (False, "ray://head:10001", ["ray.init", "serve.start", "serve.run", "serve.delete", "serve.shutdown"]),
 ])
 def test_start_and_stop_only_what_it_started(monkeypatch, initialized, address, expected):
     fake = FakeRay(initialized=initialized)
@@ -98,9 +99,9 @@ def test_start_and_stop_only_what_it_started(monkeypatch, initialized, address, 
 
 def test_a_failed_deploy_still_shuts_down(monkeypatch):
     fake = FakeRay(fail_run=True)
-    with pytest.raises(RuntimeError, match="deploy failed"):
+    with pytest.raises(ConfigError, match="could not start the app: RuntimeError: deploy failed"):
         _run(monkeypatch, fake, Launch(ref="models:/m/1"))
-    assert fake.calls[-2:] == ["serve.shutdown", "ray.shutdown"]
+    assert fake.calls[-2:] == ["serve.shutdown", "ray.shutdown"] and "serve.delete" not in fake.calls
 
 
 def test_the_cli_only_parses_options_into_a_launch(monkeypatch, run_path):
@@ -115,3 +116,51 @@ def test_the_cli_only_parses_options_into_a_launch(monkeypatch, run_path):
     launch, options = seen["launch"], seen["options"]
     assert launch.port == 8123 and options.replicas == 2 and options.ref == str(run_path.resolve())
     assert options.batch_wait_timeout_s == 0.005 and options.max_body_bytes == 2**20
+
+
+def _cli_error(monkeypatch, args: list[str]) -> str:
+    """Run the real entry point (its error handling included): exit code 2 and ONE line."""
+    from app.cli import main
+
+    monkeypatch.setenv("RAYTRADE_API_KEY", API_KEY)
+    monkeypatch.setattr(launcher, "run_until_stopped", lambda *a, **kw: pytest.fail("must fail before Ray starts"))
+    monkeypatch.setattr(sys, "argv", ["raytrade", "serve", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    return ""
+
+
+def test_checkpoint_problems_and_busy_ports_are_one_line_before_ray(monkeypatch, tmp_path, run_path, capsys):
+    import socket
+
+    module_files = [p for p in run_path.rglob("*") if p.is_file() and p.suffix in (".pkl", ".pt")]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        cases = [[str(tmp_path / "nowhere" / "run")], [str(run_path), "--port", str(busy.getsockname()[1])]]
+        for args in cases:
+            _cli_error(monkeypatch, args)
+            err = capsys.readouterr().err.strip()
+            assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+        assert "already in use" in err
+    state = max(module_files, key=lambda p: p.stat().st_size)
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # a truncated checkpoint
+    _cli_error(monkeypatch, [str(run_path), "--port", "0"])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "cannot load" in err and "truncated" in err, err
+
+
+def test_sigint_stops_the_wait_even_when_started_with_it_ignored():
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `cmd &` in a script gives a process
+    try:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        done = threading.Event()
+        threading.Timer(5.0, lambda: done.is_set() or os.kill(os.getpid(), signal.SIGTERM)).start()
+        launcher.wait_for_stop()
+        done.set()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

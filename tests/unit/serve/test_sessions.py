@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serve.errors import SessionConflictError
+from serve.errors import SessionConflictError, SessionLostError
 from serve.schemas import ActRequest
 from serve.sessions import SessionStore
 from tests.unit.serve.helpers import act_body, make_service
@@ -39,9 +39,14 @@ def test_store_expires_and_evicts():
     store = SessionStore(ttl_s=10, max_sessions=2, clock=clock)
     for i, key in enumerate(("a", "b", "c")):
         store.commit(store.begin(key, 1), 1, {"h": i})
-    assert len(store) == 2 and store.evicted == 1 and not store.begin("a", 2).exists
+    assert len(store) == 2 and store.evicted == 1
+    with pytest.raises(SessionLostError, match="evicted"):  # never restarted silently
+        store.begin("a", 2)
+    assert not store.begin("a", 2, reset=True).exists  # acknowledged: starts from the initial state
     clock.now = 10.5
-    assert not store.begin("b", 2).exists and store.expired >= 1
+    with pytest.raises(SessionLostError, match="expired"):
+        store.begin("b", 2)
+    assert store.expired >= 1 and not store.begin("new", 2).exists
     with pytest.raises(ValueError):
         SessionStore(ttl_s=0)
 
@@ -63,8 +68,13 @@ def test_service_sessions_step_expire_and_conflict(synth, env_config, gru):
         step(first)
     other = step(first + 1, "s2")  # another session starts from the initial state
     assert other.session_step == 1 and other.action_probs != b.action_probs
+    assert (a.state_reset, b.state_reset, other.state_reset) == (True, False, True)
     clock.now = 61.0
-    assert step(first + 2).session_step == 1  # expired: starts again
+    with pytest.raises(SessionLostError, match="expired"):  # lost state is a 409, never silent
+        step(first + 2)
+    body = act_body(synth, "SYN0", first + 2, session_id="s1", reset_session=True)
+    restarted = service.act(ActRequest.model_validate(body)).decisions[0]
+    assert (restarted.session_step, restarted.state_reset) == (1, True)
     assert service.info().sessions["active"] >= 1
 
 
@@ -102,3 +112,17 @@ def test_mlp_ignores_sessions(synth, env_config, mlp):
     service = make_service(mlp, env_config)
     d = service.act(ActRequest.model_validate(act_body(synth, "SYN0", 40, session_id="x"))).decisions[0]
     assert (d.mode, d.session_step) == ("stateless", None) and len(service.sessions) == 0
+
+
+def test_one_clients_burst_cannot_evict_anothers_session():
+    store = SessionStore(ttl_s=100, max_sessions=3, clock=Clock())
+    store.commit(store.begin("keep|A", 1, "alice"), 1, {"h": "alice"})
+    for i in range(50):  # bob opens many sessions: only his own least recently used go
+        store.commit(store.begin(f"b{i}|A", 1, "bob"), 1, {"h": i})
+    t = store.begin("keep|A", 2, "alice")
+    assert (t.exists, t.state_in, t.step) == (True, {"h": "alice"}, 2)
+    assert store.count("bob") == 3 and store.count("alice") == 1
+    assert not store.begin("keep|A", 2, "bob").exists  # the same session id under another key is another session
+    with pytest.raises(SessionLostError, match="at most 3 sessions"):
+        store.begin("b40|A", 2, "bob")
+    assert not store.begin("b0|A", 2, "bob").exists  # lost before the tombstones kept (4 x quota): looks new
