@@ -8,11 +8,14 @@ that pastes cleanly into a chat). Imports stay inside the commands: ``raytrade -
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
 if TYPE_CHECKING:
+    from app.tracking.review import RunInfo
     from app.tracking.runs_view import Table
 
 DEFAULT_URI = "sqlite:///mlruns.db"
@@ -30,6 +33,12 @@ METRIC_HELP = ("A metric to show, KEY or KEY:min where lower is better (repeatab
                "env_runners/episode_return_mean and val_greedy/sharpe).")
 PLAIN_HELP = "Plain aligned text, no box drawing (to paste into a chat or an issue)."
 WIDTH_HELP = "Sparkline width in characters (longer histories are averaged down to it)."
+JSON_HELP = ("The run registry as JSON, newest first, one entry per run (trials too): id, name, time, "
+             "config hash, status, env, model, algorithm, key metrics, paths. Derived from the MLflow "
+             "store and the run directories (--runs-dir), so it never disagrees with them.")
+RUNS_DIR_HELP = "Run directories to join (default $RAYTRADE_RUNS_DIR or runs)."
+OUT_HELP = ("Write the --json registry to this file instead (atomically, under FILE.lock, so "
+            "concurrent writers and readers never see half a file).")
 
 
 @runs_app.callback()
@@ -41,6 +50,9 @@ def runs_command(
     metric: list[str] = typer.Option([], "--metric", "-m", help=METRIC_HELP),
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
     width: int = typer.Option(20, "--width", min=4, max=200, help=WIDTH_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    runs_dir: Path = typer.Option(None, "--runs-dir", help=RUNS_DIR_HELP),
+    out: Path = typer.Option(None, "--out", help=OUT_HELP),
 ) -> None:
     """List sweeps (parent run, then its trials indented) and standalone runs, newest first:
     status, start time, env steps, last and best value of each key metric and its sparkline."""
@@ -53,6 +65,15 @@ def runs_command(
 
     specs = _specs(metric)
     records = _read(mlflow_uri, experiment)
+    if as_json or out is not None:
+        entries = registry(records, specs, mlflow_uri, runs_dir, limit, with_unlogged=experiment is None)
+        text = json.dumps(entries, indent=2)
+        if out is None:
+            typer.echo(text)
+        else:
+            write_locked(out, text + "\n")
+            typer.echo(f"wrote the registry of {_count(len(entries), 'run')} to {out}")
+        return
     if not records:
         typer.echo(f"{mlflow_uri}: {rv.EMPTY_STORE_HINT}")
         return
@@ -112,6 +133,97 @@ def compare_command(
         typer.echo(params.title)
     typer.echo("")
     _draw(rv.compare_table(a, b, specs, width), plain)
+
+
+def registry(records: list[Any], specs: list[Any], uri: str, runs_dir: Path | None, limit: int,
+             with_unlogged: bool = True) -> list[dict[str, Any]]:
+    """The newest ``limit`` runs as registry entries: every MLflow run (joined with its run
+    directory through the ``raytrade.run_dir`` tag), plus run directories under ``runs_dir`` that
+    MLflow does not know (``with_unlogged``), by start time, newest first."""
+    from app.tracking import review
+    from app.tracking.mlflow_tracker import read_histories
+
+    dirs = {info.path: info for info in scan_run_dirs(runs_dir)} if with_unlogged else {}
+    known_ids = {r["run_id"] for r in records}
+    rows: list[tuple[int, Any, RunInfo | None]] = []
+    for record in records:
+        info = run_info(record.get("tags", {}).get("raytrade.run_dir"), dirs)
+        rows.append((record.get("start_ms") or 0, record, info))
+    joined = {info.path for _, _, info in rows if info is not None}
+    for path, info in dirs.items():
+        if path not in joined and info.state.get("mlflow_run_id") not in known_ids:
+            rows.append((info.mtime_ms or 0, None, info))
+    rows.sort(key=lambda row: row[0], reverse=True)
+    rows = rows[:limit]
+    _call(read_histories, uri, [r for _, r, _ in rows if r is not None], [s.key for s in specs])
+    return [review.registry_entry(r, info, specs, uri if r is not None else None) for _, r, info in rows]
+
+
+def write_locked(path: Path, text: str, timeout: float = 60.0) -> None:
+    """``text`` into ``path`` atomically while holding ``<path>.lock`` (filelock; waits up to
+    ``timeout`` seconds for another writer, then raises ``filelock.Timeout``)."""
+    from filelock import FileLock
+
+    from app.atomic import atomic_write_text
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock", timeout=timeout):
+        atomic_write_text(path, text)
+
+
+def scan_run_dirs(runs_dir: Path | None) -> list[RunInfo]:
+    """Every run directory (one with experiment.yaml) directly under ``runs_dir``."""
+    from app.config.schema import default_runs_dir
+
+    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    if not root.is_dir():
+        return []
+    found = [run_info(str(p)) for p in sorted(root.iterdir()) if (p / "experiment.yaml").is_file()]
+    return [info for info in found if info is not None]
+
+
+def run_info(path: str | None, cache: dict[str, RunInfo] | None = None,
+             backtests: bool = False) -> RunInfo | None:
+    """What a run directory holds (None: no such directory). ``backtests``: read each
+    backtest's summary.parquet (pandas); otherwise only their names are listed."""
+    import yaml
+
+    from app.runs.run_dir import CHECKPOINTS, RunDir
+    from app.tracking.review import RunInfo
+
+    if not path:
+        return None
+    key = str(Path(path).resolve())
+    if cache is not None and key in cache and not backtests:
+        return cache[key]
+    run = RunDir(Path(path))
+    if not (run.path / "experiment.yaml").is_file():
+        return None
+    info = RunInfo(str(run.path), mtime_ms=(run.path / "experiment.yaml").stat().st_mtime_ns // 1_000_000)
+    try:
+        info.state = json.loads((run.path / "state.json").read_text())
+    except (OSError, ValueError):
+        info.state = {}
+    try:
+        info.config = yaml.safe_load((run.path / "experiment.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        info.config = {}
+    info.checkpoints = {w: str(run.checkpoint_dir(w)) for w in CHECKPOINTS if run.checkpoint_dir(w).is_dir()}
+    bt_root = run.path / "backtests"
+    for bt in sorted(bt_root.iterdir()) if bt_root.is_dir() else []:
+        if (bt / "summary.parquet").is_file():
+            info.backtests[bt.name] = _summary_rows(bt / "summary.parquet") if backtests else []
+    return info
+
+
+def _summary_rows(path: Path) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    try:
+        return list(pd.read_parquet(path).to_dict("records"))
+    except Exception:  # noqa: BLE001 - a broken summary is shown as empty, not a crash
+        return []
 
 
 def _count(n: int, word: str) -> str:

@@ -161,3 +161,143 @@ def test_import_app_cli_does_not_import_mlflow_or_rich_tables():
             "'app.tracking.mlflow_tracker') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+# --- raytrade runs --json and raytrade inspect -----------------------------------------------
+
+def _config(lr: float) -> dict:
+    return {"name": "exp", "seed": 1, "env": {"id": "raytrade/CryptoFutures-v0"}, "model": {"name": "gru"},
+            "algorithm": {"name": "PPO", "lr": lr}}
+
+
+def _run_dir(root, name: str, config: dict, state: dict):
+    import json as _json
+
+    import yaml
+
+    path = root / name
+    (path / "checkpoints" / "final").mkdir(parents=True)
+    (path / "experiment.yaml").write_text(yaml.safe_dump(config))
+    (path / "state.json").write_text(_json.dumps(state))
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(store, tmp_path_factory) -> dict:
+    """A copy of ``store`` (its schema is already migrated: a new sqlite store costs ~20 s) plus, in
+    experiment ``review``, an older run (lr 3e-4) and a newer one of the same name stem (lr 1e-3)
+    with a run dir (an alert in state.json, a final checkpoint, a backtest summary), and a run dir
+    MLflow never heard of."""
+    import shutil
+
+    import pandas as pd
+
+    from app.tracking.mlflow_tracker import MlflowTracker
+
+    tmp = tmp_path_factory.mktemp("review")
+    shutil.copy(store.removeprefix("sqlite:///"), tmp / "mlruns.db")
+    uri, runs = f"sqlite:///{tmp / 'mlruns.db'}", tmp / "runs"
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_ALLOW_FILE_STORE")}
+    try:
+        old = MlflowTracker(uri, "review", "exp-20261201-000000")
+        old.log_params(_config(3e-4))
+        old.log_metrics({RETURN: 0.1, "iteration": 1}, step=100)
+        old.end("FINISHED")
+        new = MlflowTracker(uri, "review", "exp-20261202-000000")
+        path = _run_dir(runs, "exp-20261202-000000", _config(1e-3),
+                        {"iteration": 10, "env_steps": 1000, "best_metric": 0.42, "best_iteration": 8,
+                         "mlflow_run_id": new.run_id, "status": "finished", "alerts": ["entropy collapsed"]})
+        (path / "backtests" / "test-greedy").mkdir(parents=True)
+        pd.DataFrame([{"strategy": "agent", "scope": "portfolio", "symbol": "*PORTFOLIO*", "metric": "sharpe",
+                       "value": 1.25, "ci_low": 1.0, "ci_high": 1.5, "n": 9, "ci_method": "bootstrap"}]
+                     ).to_parquet(path / "backtests" / "test-greedy" / "summary.parquet")
+        new.log_params(_config(1e-3))
+        new.set_tags({"raytrade.run_dir": str(path), "raytrade.env": "raytrade/CryptoFutures-v0"})
+        for it in range(1, 11):
+            new.log_metrics({RETURN: it / 10, "iteration": it, "actions/frac_0": 0.5 - it / 40,
+                             "actions/frac_1": 0.5 + it / 40}, step=it * 100)
+        new.alert("return_mean above bound", 5)
+        new.end("FINISHED")
+        _run_dir(runs, "orphan-20261203-000000", _config(1e-3) | {"name": "orphan"},
+                 {"iteration": 2, "status": "failed"})
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return {"uri": uri, "runs": str(runs), "path": str(path), "new_id": new.run_id}
+
+
+def inspect(world: dict, *args: str):
+    return runner.invoke(app, ["inspect", *args, "--mlflow-uri", world["uri"], "--runs-dir", world["runs"]])
+
+
+def test_inspect_reviews_a_run_from_mlflow_and_its_run_dir(world):
+    result = inspect(world, "exp-20261202")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.startswith(f"# run exp-20261202-000000 ({world['new_id']})")
+    assert "status finished, env raytrade/CryptoFutures-v0, model gru, algorithm PPO" in out
+    assert "config diff against exp-20261201-000000" in out and "- algorithm.lr: 0.0003 -> 0.001" in out
+    assert "- iteration 5: return_mean above bound" in out and "- entropy collapsed" in out
+    assert line_with(out, "action   1").split()[2:4] == ["0.750", "[0.525]"]
+    assert "test-greedy (portfolio)" in out and "1.250 [1.000, 1.500]" in out
+    assert out.count("█") > 10 and not BOX_DRAWING & set(out)  # the learning curve is drawn
+
+
+def test_inspect_by_run_dir_against_and_unknown(world):
+    by_dir = inspect(world, world["path"])
+    assert by_dir.exit_code == 0 and f"({world['new_id']})" in by_dir.output.splitlines()[0]
+    assert "- iteration 5: return_mean above bound" in by_dir.output  # joined with its MLflow run
+    against = inspect(world, "exp-20261202", "--against", "trial-a")
+    assert "against trial-a" in against.output and "given by --against" in against.output
+    orphan = inspect(world, "orphan")
+    assert orphan.exit_code == 0 and orphan.output.startswith("# run orphan-20261203-000000\nstatus failed")
+    sweep = inspect(world, "sweep-lr")
+    assert "## trials (2; * = best by return)" in sweep.output and "  trial-a *" in sweep.output
+    missing = inspect(world, "nope")
+    assert missing.exit_code == 2 and "no run named 'nope'" in missing.output
+
+
+def test_runs_json_is_the_registry_newest_first(world):
+    import json as _json
+
+    result = invoke("--json", "--limit", "50", "--mlflow-uri", world["uri"], "--runs-dir", world["runs"])
+    assert result.exit_code == 0, result.output
+    entries = _json.loads(result.output)
+    assert len(entries) == 7  # 4 in the store, 2 new MLflow runs, the unlogged run dir
+    times = [e["time"] for e in entries]
+    assert times == sorted(times, reverse=True)
+    by_name = {e["name"]: e for e in entries}
+    new, old, orphan = (by_name[n] for n in ("exp-20261202-000000", "exp-20261201-000000", "orphan-20261203-000000"))
+    assert new["id"] == world["new_id"] and new["status"] == "finished" and new["alerts"] == 2
+    assert (new["env"], new["model"], new["algorithm"]) == ("raytrade/CryptoFutures-v0", "gru", "PPO")
+    assert new["metrics"][RETURN] == {"last": 1.0, "best": 1.0, "mode": "max"}
+    assert new["paths"]["checkpoints"]["final"].endswith("checkpoints/final")
+    assert new["paths"]["mlflow"]["run_id"] == world["new_id"]
+    assert by_name["sweep-lr"]["id"] == by_name["trial-a"]["parent_id"]
+    assert orphan["id"] is None and orphan["status"] == "failed"
+    assert orphan["config_hash"] == new["config_hash"] != old["config_hash"]  # names are not hashed
+    one = invoke("--json", "-n", "1", "--mlflow-uri", world["uri"], "--runs-dir", world["runs"])
+    assert [e["name"] for e in _json.loads(one.output)] == [entries[0]["name"]]
+
+
+def test_runs_out_writes_the_registry_file_under_its_lock(world, tmp_path):
+    import json as _json
+
+    from filelock import FileLock, Timeout
+
+    target = tmp_path / "reg" / "registry.json"
+    args = ["--out", str(target), "--limit", "50", "--mlflow-uri", world["uri"], "--runs-dir", world["runs"]]
+    result = invoke(*args)
+    assert result.exit_code == 0 and "wrote the registry of 7 runs" in result.output
+    assert len(_json.loads(target.read_text())) == 7
+    from app.cli.runs import write_locked
+
+    # another writer holds the lock: this one waits and gives up, the file is untouched
+    with FileLock(str(target) + ".lock"), pytest.raises(Timeout):
+        write_locked(target, "[]\n", timeout=0.2)
+    assert len(_json.loads(target.read_text())) == 7
+    write_locked(target, "[]\n")
+    assert target.read_text() == "[]\n"
