@@ -137,6 +137,21 @@ class TradingRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         self._mode_synced = mode
         return self
 
+    @override(TorchRLModule)
+    def forward_exploration(self, batch: Batch, **kwargs: Any) -> Batch:
+        """RLlib's ``forward_exploration`` switches to eval mode and BACK to train mode around every
+        call; on an env runner that is two walks over every submodule per env step (profiled: a
+        third of the MLP's sampling forward). Stay in eval mode instead: the next call finds it
+        set (:meth:`train` is then a no-op), and ``forward_train`` switches to train mode itself."""
+        self.eval()
+        return self._forward_exploration(batch, **kwargs)
+
+    @override(TorchRLModule)
+    def forward_inference(self, batch: Batch, **kwargs: Any) -> Batch:
+        """As :meth:`forward_exploration`: eval mode, left set."""
+        self.eval()
+        return self._forward_inference(batch, **kwargs)
+
     def _build_core(self, in_dim: int) -> int:
         """Build layers between encoder and heads; return the embedding width."""
         return in_dim

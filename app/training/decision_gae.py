@@ -15,6 +15,10 @@ data RLlib collected: the env contract, backtests and Serve are unchanged (a GRU
 bar). Advantages are standardized over the decision steps only, and 0 on forced steps.
 Without an ``action_mask`` (or with every step a decision) this is exactly RLlib's GAE.
 
+With ``env.skip_forced_steps`` the env itself advances through forced holds, so a step spans
+``τ`` bars (``bar_row`` infos): its discount is ``γ^τ`` (:func:`step_discounts`), the semi-MDP
+discount, so ``gamma`` keeps meaning "per bar" whether or not holds are skipped.
+
 :class:`DecisionPPOTorchLearner` is PPO's torch learner with this connector in place of
 ``GeneralAdvantageEstimation`` (``algorithm.decision_gae``, :func:`app.training.algo.build_algorithm_config`).
 """
@@ -24,7 +28,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.connectors.learner import GeneralAdvantageEstimation
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
@@ -35,6 +38,7 @@ from ray.rllib.utils.postprocessing.zero_padding import (
     unpad_data_if_necessary,
 )
 
+from app.training.learner import TradingPPOTorchLearner
 from envs.core.observation import ACTION_MASK_KEY
 
 
@@ -179,8 +183,9 @@ class DecisionAdvantageEstimation(GeneralAdvantageEstimation):
         return batch
 
 
-class DecisionPPOTorchLearner(PPOTorchLearner):
-    """PPO (torch) whose learner pipeline uses :class:`DecisionAdvantageEstimation`."""
+class DecisionPPOTorchLearner(TradingPPOTorchLearner):
+    """PPO (torch) whose learner pipeline uses :class:`DecisionAdvantageEstimation` (on top of
+    :class:`~app.training.learner.TradingPPOTorchLearner`'s cheaper gradient step)."""
 
     def build(self) -> None:
         super().build()
