@@ -41,6 +41,9 @@ class BacktestResult:
     build_seconds: float = 0.0
     #: requested symbols that were not backtested, with the reason
     skipped: dict[str, str] = field(default_factory=dict)
+    #: CPU time of this process in the stepping loop (``seconds`` is wall time): on a shared,
+    #: loaded machine the steadier measure of the loop's own cost
+    cpu_seconds: float = float("nan")
 
     @property
     def decisions(self) -> int:
@@ -95,11 +98,11 @@ def backtest(module: Any, env_id: str, env_config: dict[str, Any], *, symbols: l
     build_seconds = time.perf_counter() - t_build
     policy = BatchedPolicy(module, env.single_action_space, n_envs, greedy=greedy, seed=seed, with_values=with_values,
                           obs_transform=obs_transform)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     columns = _run(env, policy, symbols * samples, seed, max_steps)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     env.close()
-    return BacktestResult(symbols, samples, greedy, columns, seconds, build_seconds, skipped)
+    return BacktestResult(symbols, samples, greedy, columns, seconds, build_seconds, skipped, cpu_seconds)
 
 
 def eligible_symbols(env_id: str, env_config: dict[str, Any],
@@ -126,37 +129,83 @@ def eligible_symbols(env_id: str, env_config: dict[str, Any],
     return kept, skipped
 
 
+#: the per-step columns every backtest records (``prob`` is added for discrete action spaces)
+COLUMNS = ("live", "ts_ns", "observation_id", "action", "value", "reward", "equity_usd", "position_qty",
+           "fill_price_usd", "fee_usd", "funding_usd")
+#: info entries recorded per env (summed over assets where the env reports several); 0 if absent
+INFO_COLUMNS = ("equity_usd", "position_qty", "fill_price_usd", "fee_usd", "funding_usd")
+
+
+class _Recorder:
+    """Per-step rows written into preallocated ``[capacity, n]`` arrays (doubled when full), so
+    a step costs a few row copies and no Python lists of arrays to stack at the end."""
+
+    def __init__(self, n: int, capacity: int) -> None:
+        self.n, self.capacity, self.steps = n, max(int(capacity), 1), 0
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def put(self, name: str, row: np.ndarray) -> None:
+        """Row ``self.steps`` of column ``name`` (allocated on first use with the row's dtype)."""
+        out = self.arrays.get(name)
+        if out is None:
+            out = self.arrays[name] = np.empty((self.capacity, *row.shape), dtype=row.dtype)
+        out[self.steps] = row
+
+    def next(self) -> None:
+        self.steps += 1
+        if self.steps == self.capacity:
+            self.capacity *= 2
+            for name, values in self.arrays.items():
+                grown = np.empty((self.capacity, *values.shape[1:]), dtype=values.dtype)
+                grown[:self.steps] = values[:self.steps]
+                self.arrays[name] = grown
+
+    def columns(self, order: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The recorded rows, columns in ``order`` first, then the others."""
+        names = [k for k in order if k in self.arrays] + [k for k in self.arrays if k not in order]
+        return {k: self.arrays[k][:self.steps] for k in names}
+
+
+def _horizon(env: Any, bar_row: np.ndarray, max_steps: int) -> int:
+    """Steps until the last env's range ends (its episode then truncates), for the buffers."""
+    end = getattr(getattr(env, "engine", None), "end_row", None)
+    if end is None or np.shape(end) != np.shape(bar_row):
+        return min(max_steps, 1024)
+    return int(min(max_steps, max(int((np.asarray(end) - bar_row).max()), 0) + 1))
+
+
 def _run(env: Any, policy: BatchedPolicy, env_symbols: list[str], seed: int, max_steps: int) -> dict[str, np.ndarray]:
+    """Step every env to the end of its range, one batched decision per bar, recording
+    :data:`COLUMNS` per step (rows of finished envs are kept, with ``live`` False)."""
     obs, info = env.reset(seed=seed, options={"symbol": env_symbols})
     ts_ns = env.engine.market.ts_ns
     n = env.num_envs
     live = np.ones(n, dtype=bool)
-    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("live", "ts_ns", "observation_id", "action", "value",
-                                                          "reward", "equity_usd", "position_qty",
-                                                          "fill_price_usd", "fee_usd", "funding_usd")}
-    probs: list[np.ndarray] = []
+    row = np.asarray(info["bar_row"])
+    rec = _Recorder(n, _horizon(env, row, max_steps))
+    no_value = np.full(n, np.nan, np.float32)
+    zeros = np.zeros(n)
     for _ in range(max_steps):
-        row = np.asarray(info["bar_row"]).copy()
+        rec.put("observation_id", row)  # the bar the action is decided at (before a step may reuse it)
         step = policy.act(obs)
         obs, reward, terminated, truncated, info = env.step(step.actions)
-        rows["live"].append(live.copy())
-        rows["ts_ns"].append(ts_ns[np.asarray(info["bar_row"])])  # the bar the action was filled in
-        rows["observation_id"].append(row)
-        rows["action"].append(np.asarray(step.actions).reshape(n, -1)[:, 0] if np.ndim(step.actions) > 1
-                              else np.asarray(step.actions))
-        rows["value"].append(step.values if step.values is not None else np.full(n, np.nan, np.float32))
-        rows["reward"].append(np.asarray(reward, dtype=np.float64))
-        for key in ("equity_usd", "position_qty", "fill_price_usd", "fee_usd", "funding_usd"):
+        filled = np.asarray(info["bar_row"])
+        rec.put("live", live)
+        rec.put("ts_ns", ts_ns[filled])  # the bar the action was filled in
+        actions = np.asarray(step.actions)
+        rec.put("action", actions.reshape(n, -1)[:, 0] if actions.ndim > 1 else actions)
+        rec.put("value", step.values if step.values is not None else no_value)
+        rec.put("reward", np.asarray(reward, dtype=np.float64))
+        for key in INFO_COLUMNS:
             value = info.get(key)
-            rows[key].append(np.zeros(n) if value is None else np.asarray(value, dtype=np.float64).reshape(n, -1).sum(-1))
+            rec.put(key, zeros if value is None else np.asarray(value, dtype=np.float64).reshape(n, -1).sum(-1))
         if step.action_probs is not None:
-            probs.append(step.action_probs)
-        live &= ~(terminated | truncated)
+            rec.put("prob", step.action_probs)
+        rec.next()
+        row = filled
+        live = live & ~(terminated | truncated)
         if not live.any():
             break
     else:
         raise RuntimeError(f"backtest still running after {max_steps} steps")
-    out = {k: np.stack(v) for k, v in rows.items()}
-    if probs:
-        out["prob"] = np.stack(probs)
-    return out
+    return rec.columns(COLUMNS)

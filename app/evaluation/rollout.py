@@ -37,40 +37,71 @@ def rollout(env, policy: BatchedPolicy | Any, *, seed: int, max_steps: int = 100
     envs do). Envs that finish early keep stepping (autoreset) but are no longer recorded.
     A policy with ``uses_info = True`` (the oracle of a synthetic market,
     :mod:`app.evaluation.oracle`) is called as ``policy.act(obs, info)``.
+
+    Each step is recorded as whole ``[num_envs]`` rows; the per-env traces are cut from them
+    once every episode has ended (an env's episode is a prefix of the steps), so the loop does
+    no per-env Python work.
     """
     obs, info = env.reset(seed=seed)
     n = env.num_envs
-    traces = [EpisodeTrace() for _ in range(n)]
-    _record(traces, np.ones(n, bool), info, None, None)
+    steps = _Steps(n)
+    steps.add(info, None, None)
     live = np.ones(n, dtype=bool)
+    ends = np.zeros(n, dtype=np.int64)  # the step each env's episode ended at
     with_info = getattr(policy, "uses_info", False)
-    for _ in range(max_steps):
-        step = policy.act(obs, info) if with_info else policy.act(obs)
+    act: Any = policy.act  # the oracle's act takes the info too
+    for t in range(1, max_steps + 1):
+        step = act(obs, info) if with_info else act(obs)
         obs, reward, terminated, truncated, info = env.step(step.actions)
-        _record(traces, live, info, step.actions, reward)
+        steps.add(info, step.actions, reward)
         done = (terminated | truncated) & live
+        ends[done] = t
         live &= ~done
         if not live.any():
-            return traces
+            return steps.traces(ends)
         if policy.stateful and done.any():
             policy.reset_state(done)
     raise RuntimeError(f"rollout: episodes still running after {max_steps} steps")
 
 
-def _record(traces: list[EpisodeTrace], live: np.ndarray, info: dict, actions, rewards) -> None:
-    equity = np.asarray(info["equity_usd"], dtype=np.float64)
-    position = np.asarray(info["position_qty"], dtype=np.float64)
-    rows = np.asarray(info["bar_row"]) if "bar_row" in info else None
-    rows = rows if rows is not None and rows.ndim == 1 else None
-    for i in np.flatnonzero(live):
-        trace = traces[i]
-        trace.equity_usd.append(float(equity[i]))
-        trace.position.append(float(position[i]) if position.ndim == 1 else float(np.abs(position[i]).sum()))
-        if rows is not None:
-            trace.bar_row.append(int(rows[i]))
+class _Steps:
+    """Rows of every env per step: equity, position (summed |qty| over assets), bar row (where
+    the env reports one per env), and the actions and rewards of each step after the reset."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.equity: list[np.ndarray] = []
+        self.position: list[np.ndarray] = []
+        self.rows: list[np.ndarray | None] = []
+        self.actions: list[np.ndarray] = []
+        self.rewards: list[np.ndarray] = []
+
+    def add(self, info: dict, actions: Any, rewards: Any) -> None:
+        self.equity.append(np.array(info["equity_usd"], dtype=np.float64))
+        position = np.asarray(info["position_qty"], dtype=np.float64)
+        self.position.append(position.copy() if position.ndim == 1
+                             else np.array([np.abs(p).sum() for p in position]))  # per env, as a scalar sum
+        rows = np.asarray(info["bar_row"]) if "bar_row" in info else None
+        self.rows.append(rows.copy() if rows is not None and rows.ndim == 1 else None)
         if actions is not None:
-            trace.actions.append(np.asarray(actions[i]))
-            trace.rewards.append(float(rewards[i]))
+            self.actions.append(np.array(actions))
+            self.rewards.append(np.asarray(rewards, dtype=np.float64))
+
+    def traces(self, ends: np.ndarray) -> list[EpisodeTrace]:
+        """Env ``i``'s trace: the reset and steps ``1 .. ends[i]``."""
+        equity, position = np.stack(self.equity), np.stack(self.position)
+        actions, rewards = np.stack(self.actions), np.stack(self.rewards)
+        rows = np.stack(self.rows) if all(r is not None for r in self.rows) else None  # type: ignore[arg-type]
+        out = []
+        for i, k in enumerate(ends.tolist()):
+            if rows is not None:
+                bar_row = rows[:k + 1, i].tolist()
+            else:  # only the steps that reported rows
+                bar_row = [int(r[i]) for r in self.rows[:k + 1] if r is not None]
+            out.append(EpisodeTrace(equity_usd=equity[:k + 1, i].tolist(), position=position[:k + 1, i].tolist(),
+                                    actions=[np.asarray(a) for a in actions[:k, i]],
+                                    rewards=rewards[:k, i].tolist(), bar_row=bar_row))
+        return out
 
 
 def summarize(traces: list[EpisodeTrace], periods_per_year: float) -> dict[str, float]:

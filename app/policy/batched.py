@@ -103,6 +103,7 @@ class BatchedPolicy:
         self._obs_keys = frozenset(space.spaces) if isinstance(space, gym.spaces.Dict) else None
         self._torch = torch
         self._dist_cls = action_dist_cls(action_space)
+        self._discrete = isinstance(action_space, gym.spaces.Discrete)
         self._generator = torch.Generator().manual_seed(seed)
         initial = module.get_initial_state() if hasattr(module, "get_initial_state") else {}
         #: one env's initial recurrent state (unbatched tensors)
@@ -145,36 +146,68 @@ class BatchedPolicy:
 
         ``obs`` is ``[B, ...]`` per key, or ``[B, T, ...]`` for a recurrent replay of T bars
         (the outputs then hold every time step).
+
+        The module runs in eval mode under ``torch.inference_mode`` (a module left in train mode
+        is switched for the call and back, as RLlib's ``forward_inference`` does), through the
+        module's own ``_forward_inference``, or ``_forward_train`` + ``compute_values`` when
+        values are asked for: the same outputs as ``forward_inference`` / ``forward_train``
+        without RLlib's per-call walk over every submodule to set the mode. Values are thus
+        computed in eval mode too (before, ``forward_train`` ran them in train mode: the same
+        numbers unless the model has dropout, where eval mode is the right one for a backtest).
+        The state handed back holds ordinary tensors (callers may write them in place).
         """
         torch = self._torch
         if self.obs_transform is not None:
             obs = self.obs_transform(obs)
         if self._obs_keys is not None and not self._obs_keys.issuperset(obs):
             obs = {k: v for k, v in obs.items() if k in self._obs_keys}  # see the module docstring
-        batch: dict[str, Any] = {"obs": {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in obs.items()}}
+        batch: dict[str, Any] = {"obs": {k: _tensor(torch, v) for k, v in obs.items()}}
         if self.stateful:
             rows = len(next(iter(obs.values())))
             batch["state_in"] = state if state else self.initial_states(rows)
-        values = None
-        with torch.no_grad():
-            if self.with_values:  # the train pass returns the embeddings the value head reads
-                out = self.module.forward_train(batch)
-                values = self.module.compute_values(batch, embeddings=out["embeddings"]).cpu().numpy()
-            else:
-                out = self.module.forward_inference(batch)
-        new_state = {k: v.detach() for k, v in out["state_out"].items()} if self.stateful else {}
-        dist_inputs = out["action_dist_inputs"]
-        dist = self._dist_cls.from_logits(dist_inputs)
-        if self.greedy:
-            actions = dist.to_deterministic().sample()
-        else:
-            with _torch_seeded(torch, self._generator):
-                actions = dist.sample()
-        actions = np.asarray(actions.cpu().numpy() if hasattr(actions, "cpu") else actions)
+        module = self.module
+        was_training = bool(getattr(module, "training", False))
+        if was_training:
+            module.eval()
+        try:
+            with torch.inference_mode():
+                values = None
+                if self.with_values:  # the train pass returns the embeddings the value head reads
+                    out = module._forward_train(batch)
+                    values = module.compute_values(batch, embeddings=out["embeddings"]).cpu().numpy()
+                else:
+                    out = module._forward_inference(batch)
+                dist_inputs = out["action_dist_inputs"]
+                if self.greedy and self._discrete:  # what TorchCategorical.to_deterministic() samples
+                    actions = dist_inputs.argmax(dim=-1)
+                else:
+                    dist = self._dist_cls.from_logits(dist_inputs)
+                    if self.greedy:
+                        actions = dist.to_deterministic().sample()
+                    else:
+                        with _torch_seeded(torch, self._generator):
+                            actions = dist.sample()
+                actions = np.asarray(actions.cpu().numpy() if hasattr(actions, "cpu") else actions)
+                inputs = dist_inputs.cpu().numpy()
+        finally:
+            if was_training:
+                module.train()
+        # clones outside inference mode: ordinary tensors (inference tensors refuse in-place writes)
+        new_state = {k: v.clone() for k, v in out["state_out"].items()} if self.stateful else {}
         if isinstance(self.action_space, gym.spaces.Box):
             actions = np.clip(actions, self.action_space.low, self.action_space.high).astype(np.float32)
-        inputs = dist_inputs.cpu().numpy()
         return PolicyStep(actions, action_probabilities(self.action_space, inputs), inputs, values), new_state
+
+
+def _tensor(torch: Any, value: Any) -> Any:
+    """A tensor over ``value``'s memory, strided as it is, where torch can share it (a writable
+    array with positive strides: e.g. one field's view of an env's ``[B, F]`` observation block;
+    copying it contiguous first cost as much as a tenth of an MLP's forward pass), else over
+    ``np.ascontiguousarray(value)``."""
+    array = np.asarray(value)
+    if not array.flags.writeable or any(stride <= 0 for stride in array.strides):
+        array = np.ascontiguousarray(array)
+    return torch.as_tensor(array)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
