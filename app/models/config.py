@@ -80,12 +80,16 @@ class ModelConfig:
         max_seq_len: training sequence length in env steps; RLlib's connectors read it from the
             module's ``model_config`` to chunk and zero-pad episodes.
 
-    Attention only:
-        attn_dim: transformer width (per-timestep projection size); divisible by attn_heads.
+    Attention only (see :mod:`app.models.attention`):
+        attn_dim: transformer width (token size); divisible by attn_heads.
         attn_heads: attention heads.
-        attn_layers: transformer encoder layers.
+        attn_layers: transformer layers (shared by all windows of a row).
         attn_ff_dim: feed-forward width inside each transformer layer.
-        attn_pool: ``"last"`` (the newest bar's token; windows are oldest-first) or ``"mean"``.
+        attn_pool: ``"last"`` (each window's newest token; windows are oldest-first) or
+            ``"mean"`` (the mean of the window's tokens).
+        attn_patch_bars: bars per token: each window is cut into patches of this many bars
+            (the oldest patch zero-padded when it does not divide), each projected to one token.
+            Attention costs grow with tokens squared; 1 is one token per bar.
     """
 
     embed_dim: int = 64
@@ -104,11 +108,12 @@ class ModelConfig:
     initial_log_std: float = 0.0
     gru_hidden: int = 128
     max_seq_len: int = 20
-    attn_dim: int = 64
-    attn_heads: int = 4
+    attn_dim: int = 32
+    attn_heads: int = 2
     attn_layers: int = 2
-    attn_ff_dim: int = 128
+    attn_ff_dim: int = 64
     attn_pool: str = "last"
+    attn_patch_bars: int = 10
     # Which model these settings are for (not a model_config key).
     model_name: str = field(default="mlp", compare=False)
 
@@ -130,7 +135,8 @@ _COMMON_KEYS = frozenset({
 MODEL_CONFIG_KEYS: dict[str, frozenset[str]] = {
     "mlp": _COMMON_KEYS,
     "gru": _COMMON_KEYS | {"gru_hidden", "max_seq_len"},
-    "attention": _COMMON_KEYS | {"attn_dim", "attn_heads", "attn_layers", "attn_ff_dim", "attn_pool"},
+    "attention": _COMMON_KEYS | {"attn_dim", "attn_heads", "attn_layers", "attn_ff_dim", "attn_pool",
+                                   "attn_patch_bars"},
 }
 
 
@@ -250,6 +256,7 @@ def parse_model_config(name: str, raw: Mapping[str, Any] | Any | None) -> ModelC
         attn_layers=_int("attn_layers", g.get("attn_layers", d.attn_layers), 1),
         attn_ff_dim=_int("attn_ff_dim", g.get("attn_ff_dim", d.attn_ff_dim), 1),
         attn_pool=_choice("attn_pool", g.get("attn_pool", d.attn_pool), ATTN_POOLS),
+        attn_patch_bars=_int("attn_patch_bars", g.get("attn_patch_bars", d.attn_patch_bars), 1),
         model_name=name,
     )
     if name == "gru" and not cfg.share_encoder:

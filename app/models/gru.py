@@ -19,6 +19,14 @@ plain "predict the sign of the last close" task stayed at chance where the MLP r
 The LayerNorm keeps the GRU's input O(1); the skip connection lets the heads read the current
 bar's (unbounded ReLU) features directly while the GRU adds memory on top.
 
+Sequence handling: the encoder runs ONCE over all ``B * T`` steps of a batch (folded into the
+batch), the GRU over the whole ``[B, T]`` chunk in one ``nn.GRU`` call (input projections for
+all steps in one matmul, the recurrence in ATen), and a one-step batch (sampling, Serve, the
+backtest) takes ``torch.gru_cell`` with the same weights, skipping ``nn.GRU``'s per-call
+overhead. No Python runs per time step; RLlib's connectors chunk and zero-pad episodes once per
+batch, and zero-padded steps come after the valid ones, so they never change a valid step's
+output (a test checks it).
+
 Outside RLlib (Serve, a backtest stepping one bar at a time) obs may come without a time axis,
 ``[B, *shape]``; the outputs then have none either. A batch without ``STATE_IN`` starts from the
 initial (zero) state.
@@ -77,11 +85,18 @@ class GRUModule(TradingRLModule):
                     f"got {tuple(h.shape)}"
                 )
             h0 = h.to(x.dtype).unsqueeze(0)
-        out, h_n = self.gru(self.gru_in_norm(x), h0)
+        z = self.gru_in_norm(x)
+        if z.shape[1] == 1:  # one step (sampling, Serve): the cell alone, same maths and weights
+            w_ih, w_hh, b_ih, b_hh = self.gru.all_weights[0]
+            h_n = torch.gru_cell(z[:, 0], h0[0], w_ih, w_hh, b_ih, b_hh)
+            out = h_n.unsqueeze(1)
+        else:  # a whole chunk in one call: the recurrence runs in ATen, no Python per step
+            out, h_all = self.gru(z, h0)
+            h_n = h_all.squeeze(0)
         out = torch.cat([out, x], dim=-1)
         if no_time:
             out = out.squeeze(1)
-        return out, {STATE_KEY: h_n.squeeze(0)}
+        return out, {STATE_KEY: h_n}
 
 
 def _map(obs: Any, fn: Any) -> Any:

@@ -89,3 +89,22 @@ def test_bad_state_shape_is_a_clear_error():
         assert "STATE_IN" in str(err)
     else:
         raise AssertionError("expected ValueError")
+
+
+def test_zero_padded_steps_never_change_the_valid_ones():
+    """RLlib zero-pads episode chunks to max_seq_len AFTER the valid steps: whatever the padding
+    holds, the valid steps' logits, values and embeddings are those of the unpadded chunk."""
+    module = build()
+    valid, seq_len = 3, 5
+    obs = random_obs(OBS_SPACE, (2, seq_len), seed=3)
+    padded = {k: v.clone() for k, v in obs.items()}
+    for v in padded.values():
+        v[:, valid:] = 0.0
+    h0 = {"h": torch.randn(2, 16) * 0.3}
+    outs = [module.forward_train({Columns.OBS: o, Columns.STATE_IN: h0}) for o in (obs, padded)]
+    short = module.forward_train({Columns.OBS: {k: v[:, :valid] for k, v in obs.items()},
+                                  Columns.STATE_IN: h0})
+    for key in (Columns.ACTION_DIST_INPUTS, Columns.EMBEDDINGS):
+        torch.testing.assert_close(outs[0][key][:, :valid], outs[1][key][:, :valid])
+        torch.testing.assert_close(outs[0][key][:, :valid], short[key], rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(outs[0][key][:, valid:], outs[1][key][:, valid:])
