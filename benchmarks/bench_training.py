@@ -44,9 +44,10 @@ The networks differ where the frameworks differ (parameter counts are printed):
 * SB3 "default" (reference row): ``net_arch=[128, 128]``, which in SB3 2.x builds SEPARATE
   policy and value MLPs 902 -> 128 -> 128 (about 2.3x the parameters, two trunks per pass).
 
-GRU and attention rows use the same settings; the attention row uses ``--attention-n-steps``
-(a smaller batch, same minibatch and epochs, so the same learner work per env step) because a
-transformer over four 50-bar windows costs about 5 ms per sample per pass on one CPU thread.
+GRU and attention rows use the same settings; ``--attention-n-steps`` (default: the MLP's
+``--n-steps``) can shrink the attention row's batch (same minibatch and epochs, so the same
+learner work per env step). The attention model is a transformer over 10-bar patch tokens of
+all windows (``attn_patch_bars``): about 4x the MLP's cost per sample (``bench_models.py``).
 
 Every measurement runs ``--rounds`` times, interleaved (rotating order), so machine noise hits all
 rows alike; env-steps/s is the median over rounds; the ``ratio`` column is over SB3 matched at
@@ -152,7 +153,7 @@ def rllib_runner(model: str, args: argparse.Namespace, n_envs: int | None = None
     from app.training.algo import build_algorithm_config
     from app.training.rllib_env import rllib_env_name
 
-    n_steps = args.attention_n_steps if model == "attention" else args.n_steps
+    n_steps = (args.attention_n_steps or args.n_steps) if model == "attention" else args.n_steps
     candidate = n_envs is not None and n_envs != args.n_envs
     if n_envs is not None:
         n_steps = n_steps * args.n_envs // n_envs
@@ -340,7 +341,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=2,
                         help="PPO iterations per timed measurement (MLP and SB3)")
     parser.add_argument("--gru-iterations", type=int, default=1)
-    parser.add_argument("--attention-n-steps", type=int, default=64,
+    parser.add_argument("--attention-n-steps", type=int, default=None,
                         help="n_steps of the attention row (1 iteration per measurement)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     parser.add_argument("--models", default="mlp,gru,attention",
