@@ -8,7 +8,7 @@ STORE  ?= store
 export OMP_NUM_THREADS ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install chromium demo test unit integration lint bench sample clean help
+.PHONY: install chromium xvfb demo test unit integration lint bench sample clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,16 +30,28 @@ chromium:  ## install Debian chromium (headless browser for the report test) if 
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "make chromium: could not install chromium (no apt-get, not root, or offline): the report's browser test will skip"
 
+# Xvfb + xdotool play the game in a real X window in tests/integration/test_game_xvfb.py (TkAgg;
+# python3-tk too when the venv's Python cannot import tkinter). Idempotent; never fatal: without
+# apt-get (or root, or the network) that test skips.
+xvfb:  ## install Xvfb and xdotool (the game's X screenshot test) if missing
+	@pkgs=""; command -v Xvfb >/dev/null 2>&1 && command -v xvfb-run >/dev/null 2>&1 || pkgs="xvfb"; \
+	  command -v xdotool >/dev/null 2>&1 || pkgs="$$pkgs xdotool"; \
+	  $(BIN)/python -c 'import tkinter' >/dev/null 2>&1 || pkgs="$$pkgs python3-tk"; \
+	  test -z "$$pkgs" || { command -v apt-get >/dev/null 2>&1 \
+	  && echo "installing$$pkgs (apt-get) for the game's Xvfb test" \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null; } \
+	  || echo "make xvfb: could not install$$pkgs (no apt-get, not root, or offline): the game's Xvfb test will skip"
+
 demo: install  ## run the pipeline on the embedded sample (offline)
 	$(BIN)/raytrade demo --store $(STORE)
 
-test: install lint chromium  ## lint + import contracts + all tests (unit, then Ray integration)
+test: install lint chromium xvfb  ## lint + import contracts + all tests (unit, then Ray integration)
 	$(BIN)/python -m pytest tests
 
 unit: install  ## fast offline unit tests only (no Ray)
 	$(BIN)/python -m pytest tests/unit -q
 
-integration: install chromium  ## Ray integration tests (one shared local Ray)
+integration: install chromium xvfb  ## Ray integration tests (one shared local Ray)
 	$(BIN)/python -m pytest tests/integration -q
 
 lint: install  ## ruff + import-linter contracts (layers, no cycles, envs is a leaf, vendors at the edges) + mypy
