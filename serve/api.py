@@ -43,7 +43,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve.auth import ApiKeyVerifier
-from serve.errors import ServeError
+from serve.errors import RequestTimeoutError, ServeError
 from serve.policy_service import PolicyService, PreparedRequest
 from serve.schemas import SESSION_PATTERN, ActRequest, ActResponse, ErrorBody, Health, ModelInfo
 
@@ -229,7 +229,7 @@ def create_api(backend: Backend, settings: ApiSettings) -> FastAPI:
 
     def parse_and_prepare(raw: bytes, header_session: str | None, client: str, deadline: float) -> PreparedRequest:
         if time.monotonic() > deadline:  # timed out while queued for this pool: the client has its 504
-            raise ServeError("timed out before it was prepared")
+            raise RequestTimeoutError(f"request timed out after {settings.request_timeout_s} s (before it was prepared)")
         try:
             body = ActRequest.model_validate_json(raw)
         except ValidationError as exc:

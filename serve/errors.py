@@ -8,14 +8,21 @@ from __future__ import annotations
 
 from app.errors import ModelLoadError, RaytradeError
 
-__all__ = ["ModelLoadError", "RequestError", "ServeError", "SessionConflictError", "SessionLostError",
-           "WorkBudgetError"]
+__all__ = ["ModelLoadError", "RequestError", "RequestTimeoutError", "ServeError", "SessionConflictError",
+           "SessionLostError", "WorkBudgetError"]
 
 
 class ServeError(RaytradeError):
     """Base class of the service's errors (HTTP 500 unless a subclass says otherwise)."""
 
     status_code = 500
+
+
+class RequestTimeoutError(ServeError):
+    """The request's deadline passed while it waited for a worker (HTTP 504, like the timeout
+    the HTTP layer raises itself: whichever notices first, the client gets the same answer)."""
+
+    status_code = 504
 
 
 class RequestError(ServeError):

@@ -35,7 +35,7 @@ from app.policy.batched import BatchedPolicy
 from app.policy.loader import PolicySource, load_module, resolve
 from envs.synthetic import business_days_ts_ns, hourly_ts_ns
 from serve import observations as ob
-from serve.errors import RequestError, ServeError, WorkBudgetError
+from serve.errors import RequestError, RequestTimeoutError, ServeError, WorkBudgetError
 from serve.positions import position_arrays, step_positions
 from serve.schemas import ActRequest, ActResponse, Decision, ModelInfo
 from serve.sessions import SessionStore
@@ -269,7 +269,7 @@ class PolicyService:
         now = time.monotonic()
         for r, p in enumerate(prepared):  # the client already got its 504: spend nothing on it
             if p.deadline is not None and now > p.deadline:
-                answers[r] = ServeError("timed out before it ran")
+                answers[r] = RequestTimeoutError("request timed out (before it ran)")
         for wave in _waves(prepared):
             tickets: dict[tuple[int, int], Any] = {}
             for r in wave:
