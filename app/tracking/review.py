@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from app.tracking.mlflow_tracker import flatten
 from app.tracking.runs_view import (
     CLOCK_METRIC,
     GLYPHS,
@@ -67,16 +68,9 @@ class RunInfo:
 
 # --- registry ---------------------------------------------------------------------------------
 
-def flat_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+def flat_params(tree: Mapping[str, Any]) -> dict[str, str]:
     """A nested config as MLflow params: dotted keys, ``str`` values (as MlflowTracker logs them)."""
-    out: dict[str, str] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out |= flat_params(value, name + ".")
-        else:
-            out[name] = str(value)[:6000]
-    return out
+    return {name: str(value)[:6000] for name, value in flatten(tree).items()}
 
 
 def config_hash(params: Mapping[str, str]) -> str | None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from app.config.loader import _problems, _refuse_secrets
+from app.config.loader import _problems, _read_mapping, _refuse_secrets
 from app.errors import ConfigError
 
 
@@ -94,14 +93,7 @@ class TradeConfig(_Strict):
 def load_trade_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TradeConfig:
     """Read and validate ``path``; a ConfigError names the file and the key."""
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{p}: no such trading config") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level")
+    raw = _read_mapping(p, "trading config")
     _refuse_secrets(raw, str(p))
     raw |= overrides or {}
     try:
